@@ -1,0 +1,5 @@
+"""``python -m tinymf``: the same as the ``tinymf`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
