@@ -1,0 +1,56 @@
+"""Test setup: pin torch's CPU kernel level to tinymf's arithmetic profile, and Hypothesis.
+
+torch's bits depend on its kernel level (AVX2 fuses multiply-adds; DEFAULT does not), so the
+level must be fixed before torch is imported. ``ATEN_CPU_CAPABILITY=default pytest`` runs the
+whole suite against torch's DEFAULT kernels with tinymf's "default" profile.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import tinymf  # noqa: E402
+
+LEVEL = os.environ["ATEN_CPU_CAPABILITY"]
+tinymf.arith.set_profile("default" if LEVEL == "default" else "avx2")
+
+# TINYMF_HYPOTHESIS_PROFILE=long runs many more examples (minutes, not seconds)
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "long", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("TINYMF_HYPOTHESIS_PROFILE", "ci"))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The MovieLens folders beside the project; their license forbids bundling them."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"MovieLens data not found at {SHARED_DATA} (it is never bundled)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def torch_kernels():
+    """Substitute torch's sqrt and matmul for tinymf's, to prove everything else bit-equal."""
+    torch = pytest.importorskip("torch")
+
+    def sqrt(x):
+        return torch.sqrt(torch.from_numpy(np.asarray(x))).numpy()
+
+    def matmul(a, b):
+        return (torch.from_numpy(np.asarray(a)) @ torch.from_numpy(np.asarray(b))).numpy()
+
+    with tinymf.arith.use_kernels(sqrt=sqrt, matmul=matmul) as k:
+        yield k
