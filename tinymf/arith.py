@@ -7,10 +7,15 @@ reproduces one level at a time, named by the *arithmetic profile*:
 - ``"avx2"`` (the default): fused multiply-adds where torch's AVX2 kernels use them.
 - ``"default"``: every product and sum rounded on its own, as torch's scalar kernels do.
 
-Two kernels come from a vendor library in torch (MKL) and are not reproduced bit for bit:
-float ``sqrt`` and the reduction order of a dense matrix product. They sit behind a small
-seam, :data:`kernels`, so tests can substitute torch's own and prove everything else is
-bit-equal, while tinymf itself stays NumPy only.
+A few kernels come from a vendor library in torch (MKL) and are not reproduced bit for bit:
+float ``sqrt``, the reduction order of a dense matrix product, and the VML ``exp``, ``tanh``
+and ``log`` (within 1 ulp of the correctly rounded result, and so of tinymf's). They sit
+behind a small seam, :data:`kernels`, so tests can substitute torch's own and prove
+everything else is bit-equal, while tinymf itself stays NumPy only.
+
+Everything else here follows torch's own code: the cascade sum of its reductions, Sleef's
+``exp`` inside its vectorized sigmoid, glibc's ``exp`` in its scalar loops, and where its
+threads cut a loop (:func:`set_num_threads`).
 """
 
 from __future__ import annotations
@@ -63,28 +68,59 @@ def fma(a, b, c) -> np.ndarray:
     if dtype != np.float32:
         raise TypeError(f"fma needs float32 or float64 operands, got {dtype}")
 
-    p = a.astype(np.float64) * b.astype(np.float64)
+    s = np.multiply(a, b, dtype=np.float64)
+    s += c
+    out = s.astype(np.float32)
+    # rounding twice (to float64, then float32) differs from rounding once only when the
+    # float64 sum sits exactly halfway between two float32 values, or when the result is a
+    # float32 subnormal (fewer bits, another halfway point); redo those few exactly
+    low = s.view(np.uint64) & np.uint64(0x1FFFFFFF)
+    redo = (low == np.uint64(0x10000000)) | (
+        (out.view(np.uint32) & np.uint32(0x7F000000)) == 0
+    )
+    if np.any(redo):
+        a, b, c = np.broadcast_arrays(a, b, c)
+        out = np.array(out, copy=True)
+        out[redo] = _fma32_exact(a[redo], b[redo], c[redo])
+    return out
+
+
+def _fma32_exact(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 ``a * b + c`` rounded once: the float64 sum rounded to odd, then to float32."""
+    p = a.astype(np.float64) * b.astype(np.float64)  # exact: 24 + 24 bits fit in 53
     c64 = c.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        s = p + c64
-        bb = s - p
-        err = (p - (s - bb)) + (c64 - bb)
-    s = np.array(s, dtype=np.float64, copy=True)
-    # round to odd: an inexact sum whose last bit is even moves one ulp towards the exact value
-    bits = s.view(np.uint64)
-    fix = np.isfinite(s) & (err != 0) & ((bits & 1) == 0)
+        s, err = _two_sum(p, c64)
+    return _round_to_odd(s, err).astype(np.float32)
+
+
+def _two_sum(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = x + y
+    bb = s - x
+    return s, (x - (s - bb)) + (y - bb)
+
+
+def _round_to_odd(v: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """Move an inexact ``v`` whose last bit is even one ulp towards the exact value."""
+    v = np.array(v, copy=True)
+    fix = np.isfinite(v) & (err != 0) & ((v.view(np.uint64) & 1) == 0)
     if np.any(fix):
-        s[fix] = np.nextafter(s[fix], np.where(err[fix] > 0, np.inf, -np.inf))
-    return s.astype(np.float32)
+        v[fix] = np.nextafter(v[fix], np.where(err[fix] > 0, np.inf, -np.inf))
+    return v
 
 
 def _fma64(a, b, c) -> np.ndarray:
-    """Correctly rounded float64 ``a * b + c`` via error-free transformations."""
+    """Correctly rounded float64 ``a * b + c``.
+
+    Boldo and Melquiond's emulation: an exact product (Dekker), an exact sum, and the two
+    low parts added with rounding to odd, so the final rounding is the only one that counts.
+    It is proven away from overflow and underflow; elements near either edge are computed
+    exactly with rationals instead.
+    """
     a, b, c = np.broadcast_arrays(
         np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(c, np.float64)
     )
-    with np.errstate(invalid="ignore", over="ignore"):
-        # Dekker's product split: a*b = ph + pl exactly
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         ph = a * b
         split = 134217729.0  # 2**27 + 1
         ta = split * a
@@ -94,15 +130,37 @@ def _fma64(a, b, c) -> np.ndarray:
         bh = tb - (tb - b)
         bl = b - bh
         pl = ((ah * bh - ph) + ah * bl + al * bh) + al * bl
-        # ph + c = s + e exactly, then add the small parts once
-        s = ph + c
-        bb = s - ph
-        e = (ph - (s - bb)) + (c - bb)
-        out = s + (e + pl)
-    special = ~np.isfinite(ph) | ~np.isfinite(c) | ~np.isfinite(out)
-    if np.any(special):
-        out = np.where(special, a * b + c, out)
+        th, tl = _two_sum(c, ph)
+        v, verr = _two_sum(tl, pl)
+        out = th + _round_to_odd(v, verr)
+
+        zero = (a == 0) | (b == 0)
+        out = np.where(zero, ph + c, out)  # an exact zero product keeps IEEE's signed zeros
+        finite = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+        big = 2.0**995
+        tiny = 2.0**-960
+        edge = finite & ~zero & (
+            (np.abs(a) > big) | (np.abs(b) > big) | (np.abs(c) > big)
+            | (np.abs(ph) > big) | (np.abs(ph) < tiny) | (np.abs(out) < tiny)
+        )
+        out = np.where(finite, out, a * b + c)
+    if np.any(edge):
+        out = np.array(out, copy=True)
+        for i in zip(*np.nonzero(edge), strict=True):
+            out[i] = _exact_fma(float(a[i]), float(b[i]), float(c[i]))
     return out
+
+
+def _exact_fma(a: float, b: float, c: float) -> float:
+    from fractions import Fraction
+
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    if exact == 0:
+        return a * b + c  # IEEE's sign rules for an exact zero sum
+    try:
+        return float(exact)  # Fraction to float rounds correctly
+    except OverflowError:
+        return float("inf") if exact > 0 else float("-inf")
 
 
 def mul_add(a, b, c) -> np.ndarray:
@@ -113,29 +171,741 @@ def mul_add(a, b, c) -> np.ndarray:
     return a * b + c
 
 
+def _correctly_rounded(f64: Callable[[np.ndarray], np.ndarray]) -> Callable:
+    """A float32/float64 elementwise function from its float64 NumPy version.
+
+    float32 goes through float64 and is rounded once, which is correctly rounded but for
+    inputs whose result lies within a float64 ulp of a float32 rounding boundary.
+    """
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        with np.errstate(all="ignore"):
+            if x.dtype == np.float32:
+                return np.asarray(f64(x.astype(np.float64)).astype(np.float32))
+            return np.asarray(f64(x))
+
+    kernel.__name__ = f64.__name__
+    return kernel
+
+
 @dataclass
 class Kernels:
-    """The two vendor kernels torch takes from MKL; swap them to compare bit for bit."""
+    """The vendor kernels torch takes from MKL; swap them to compare bit for bit.
+
+    MKL's vector-math ``exp``, ``tanh`` and ``log`` (high-accuracy mode) are within 1 ulp of
+    the correctly rounded result, and so are the NumPy-based defaults; 0.1% to 20% of
+    elements differ by that 1 ulp, depending on the function and dtype.
+    """
 
     sqrt: Callable[[np.ndarray], np.ndarray] = np.sqrt
     matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul
+    exp: Callable[[np.ndarray], np.ndarray] = _correctly_rounded(np.exp)
+    tanh: Callable[[np.ndarray], np.ndarray] = _correctly_rounded(np.tanh)
+    log: Callable[[np.ndarray], np.ndarray] = _correctly_rounded(np.log)
 
 
 kernels = Kernels()
+_KERNEL_NAMES = ("sqrt", "matmul", "exp", "tanh", "log")
 
 
 @contextlib.contextmanager
 def use_kernels(
     sqrt: Callable[[np.ndarray], np.ndarray] | None = None,
     matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    exp: Callable[[np.ndarray], np.ndarray] | None = None,
+    tanh: Callable[[np.ndarray], np.ndarray] | None = None,
+    log: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[Kernels]:
-    """Substitute ``sqrt`` and/or ``matmul`` for the duration of a block."""
-    old = (kernels.sqrt, kernels.matmul)
-    if sqrt is not None:
-        kernels.sqrt = sqrt
-    if matmul is not None:
-        kernels.matmul = matmul
+    """Substitute any of the vendor kernels for the duration of a block."""
+    new = dict(sqrt=sqrt, matmul=matmul, exp=exp, tanh=tanh, log=log)
+    old = {name: getattr(kernels, name) for name in _KERNEL_NAMES}
+    for name, fn in new.items():
+        if fn is not None:
+            setattr(kernels, name, fn)
     try:
         yield kernels
     finally:
-        kernels.sqrt, kernels.matmul = old
+        for name, fn in old.items():
+            setattr(kernels, name, fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads
+#
+# torch hands large loops to several threads, and where a loop is cut changes the bits: a full
+# reduction is summed chunk by chunk, and an elementwise kernel leaves a scalar tail at the end
+# of every chunk. tinymf imitates one thread count, 1 unless told otherwise.
+# ---------------------------------------------------------------------------------------------
+
+_GRAIN_SIZE = 32768  # torch never splits a loop of fewer elements
+_num_threads = 1
+
+
+def get_num_threads() -> int:
+    """The number of torch intra-op threads whose results tinymf reproduces."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Reproduce torch running with ``n`` intra-op threads (``torch.set_num_threads(n)``)."""
+    global _num_threads
+    if int(n) < 1:
+        raise ValueError(f"the number of threads must be at least 1, got {n}")
+    _num_threads = int(n)
+
+
+def _chunks(n: int, grain: int = _GRAIN_SIZE) -> list[tuple[int, int]]:
+    """The ``[begin, end)`` ranges torch's ``parallel_for`` gives its threads."""
+    if n == 0:
+        return []
+    if _num_threads == 1 or n < grain:
+        return [(0, n)]
+    used = min(_num_threads, -(-n // grain))
+    size = -(-n // used)
+    return [(b, min(n, b + size)) for b in range(0, n, size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions: torch's cascade sum
+#
+# torch sums floats with the cascade of its ``SumKernel.cpp``: a column of terms is cut into
+# blocks of ``level_step`` terms (16; more past 2**19 terms) added left to right, and the block
+# sums are gathered the same way on up to three more levels. A contiguous row is read as vectors
+# of 8 float32 (4 float64) lanes through four interleaved accumulators, so 32 (16) partial sums
+# run side by side before they meet. Summing through the same tree gives the same bits; NumPy's
+# pairwise ``np.sum`` does not.
+# ---------------------------------------------------------------------------------------------
+
+_ILP = 4  # interleaved accumulators of torch's row sum
+_LEVELS = 4  # levels of torch's cascade
+
+
+def _check_float(x: np.ndarray) -> None:
+    if x.dtype != np.float32 and x.dtype != np.float64:
+        raise TypeError(f"expected a float32 or float64 array, got {x.dtype}")
+
+
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    """``x`` in C order (``np.ascontiguousarray`` would turn a 0-d array into 1-d)."""
+    return x if x.flags.c_contiguous else x.copy(order="C")
+
+
+def _lanes(dtype: np.dtype) -> int:
+    """Lanes of a 256-bit vector, the width torch's kernels are written for (also at DEFAULT)."""
+    return 8 if dtype == np.float32 else 4
+
+
+def _fold(a: np.ndarray) -> np.ndarray:
+    """Left-to-right sum down axis 0: ``((a[0] + a[1]) + a[2]) + ...``; 0 when empty."""
+    n = a.shape[0]
+    if n == 0:
+        return np.zeros(a.shape[1:], a.dtype)
+    if n == 1:
+        return a[0].copy()
+    if a[0].size <= 64:
+        # a running sum is sequential by definition; one call beats a Python loop here
+        return np.add.accumulate(a, axis=0)[-1]
+    acc = a[0] + a[1]
+    for i in range(2, n):
+        acc += a[i]
+    return acc
+
+
+def _level_step(n: int) -> int:
+    """Block length of torch's cascade over ``n`` terms."""
+    ceil_log2 = 1 if n <= 2 else (n - 1).bit_length()
+    return 1 << max(4, ceil_log2 // _LEVELS)
+
+
+def _cascade(a: np.ndarray) -> np.ndarray:
+    """torch's cascade sum down axis 0 (``multi_row_sum``); other axes are separate columns."""
+    n = a.shape[0]
+    step = _level_step(n)
+    nb = n // step
+    if nb == 0:
+        return _fold(a)
+    rest = a.shape[1:]
+
+    # level 0 adds `step` terms at a time; what is left over stays in the first accumulator
+    first = _fold(a[nb * step :])
+    sums = _fold(a[: nb * step].reshape(nb, step, *rest).swapaxes(0, 1))
+    # levels 1 and 2 pass their total on after every `step` arrivals; level 3 keeps everything
+    levels = []
+    for _ in range(_LEVELS - 2):
+        ng = sums.shape[0] // step
+        levels.append(_fold(sums[ng * step :]))
+        if ng == 0:
+            return _fold(np.stack([first, *levels]))
+        sums = _fold(sums[: ng * step].reshape(ng, step, *rest).swapaxes(0, 1))
+    return _fold(np.stack([first, *levels, _fold(sums)]))
+
+
+def _row_sum(a: np.ndarray) -> np.ndarray:
+    """torch's ``row_sum`` down axis 0: four interleaved cascades, leftovers into the first."""
+    n = a.shape[0]
+    m = n // _ILP
+    part = _cascade(a[: m * _ILP].reshape(m, _ILP, *a.shape[1:]))
+    if m * _ILP == n:
+        return _fold(part)
+    return _fold(np.concatenate([part[:1], a[m * _ILP :], part[1:]]))
+
+
+def _inner_vec_sum(a: np.ndarray, lanes: int) -> np.ndarray:
+    """torch's sum of contiguous rows (down axis 0): vectors through ``row_sum``, then the
+    scalar tail from zero, then the lanes one by one."""
+    n = a.shape[0]
+    nv = n // lanes
+    vec = _row_sum(a[: nv * lanes].reshape(nv, lanes, *a.shape[1:]))
+    return _fold(np.concatenate([a[nv * lanes :], vec]))
+
+
+def _flat_sum(flat: np.ndarray) -> np.ndarray:
+    """torch's single-thread sum of a contiguous 1-d array, as a 0-d array."""
+    lanes = _lanes(flat.dtype)
+    if flat.size >= lanes:
+        return _inner_vec_sum(flat, lanes)
+    return _row_sum(flat)
+
+
+def _normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    """Reduced axes, ascending; ``None`` and ``()`` mean every axis, as torch's ``dim`` does."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    bound = max(ndim, 1)  # a 0-d tensor accepts dim 0 and -1
+    out = []
+    for a in axes:
+        if not -bound <= int(a) < bound:
+            raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
+        out.append(int(a) % bound)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis {axis} names a dimension more than once")
+    if not out:
+        return tuple(range(ndim))
+    return tuple(sorted(a for a in out if a < ndim))
+
+
+def _column_sums(y: np.ndarray, d0: int, d1: int | None) -> np.ndarray:
+    """Sum ``y`` down axis ``d0`` as torch's kernel does for its 2-d loop over ``(d0, d1)``.
+
+    ``d0`` is the innermost reduced axis and ``d1`` the next axis torch iterates (reduced or
+    kept). torch picks one of four kernels from the strides of the two, and each adds up a
+    column in its own order. Returns ``y`` without axis ``d0``.
+    """
+    lanes = _lanes(y.dtype)
+    cols = np.moveaxis(y, d0, 0)
+    last = y.ndim - 1
+    if y.strides[d0] == y.itemsize and y.shape[d0] >= lanes:
+        return _inner_vec_sum(cols, lanes)
+    if d1 is None:
+        return _row_sum(cols)
+    s1 = y.shape[d1]
+    if d1 == last and s1 >= lanes:
+        # vectorized across d1: blocks of four vectors share a plain cascade, the rest row sums
+        block = 4 * lanes * (s1 // (4 * lanes))
+    elif y.strides[d0] < y.strides[d1]:
+        return _row_sum(cols)
+    else:
+        # scalar kernel across d1: groups of four columns share a cascade, the rest row sums
+        block = 4 * (s1 // 4)
+    if block == s1:
+        return _cascade(cols)
+    j = d1 + 1 if d1 < d0 else d1  # where d1 sits in `cols`
+    tail = _row_sum(cols[(slice(None),) * j + (slice(block, None),)])
+    if block == 0:
+        return tail
+    head = _cascade(cols[(slice(None),) * j + (slice(0, block),)])
+    return np.concatenate([head, tail], axis=j - 1)
+
+
+def _split_columns(y: np.ndarray, d0: int, d1: int | None, kept: list[int]) -> np.ndarray:
+    """Column sums as torch computes them when its threads share out the kept columns.
+
+    torch splits the outermost kept dimension that has at least one column per thread. Only a
+    split of the contiguous ``d1`` can change a kernel's choice, so only that one is imitated;
+    its cuts are rounded down to 128-byte boundaries.
+    """
+    n = 1 if d1 is None else y.shape[d1]
+    split = next((d for d in kept if y.shape[d] >= _num_threads), None)
+    if split is None:
+        split = max(kept, key=lambda d: y.shape[d])  # the largest; the first of equals
+    if split != d1 or d1 != y.ndim - 1 or y.size < _GRAIN_SIZE or _num_threads == 1:
+        return _column_sums(y, d0, d1)
+    multiple = 128 // y.itemsize
+    used = min(_num_threads, n)
+    size = -(-n // used)
+    pieces = []
+    for begin in range(0, n, size):
+        end = min(n, begin + size)
+        begin -= begin % multiple
+        if end != n:
+            end -= end % multiple
+        if begin < end:
+            pieces.append(_column_sums(y[..., begin:end], d0, d1))
+    return np.concatenate(pieces, axis=-1)
+
+
+def _serial_sum(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """torch's sum of C-contiguous ``x`` over ``axes``, shaped as with ``keepdims``."""
+    out_shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    if x.size == 0:
+        return np.zeros(out_shape, x.dtype)
+
+    # torch's iterator drops size-1 dimensions and merges neighbours of the same kind
+    merged: list[list] = []
+    for i, n in enumerate(x.shape):
+        if n == 1:
+            continue
+        if merged and merged[-1][1] == (i in axes):
+            merged[-1][0] *= n
+        else:
+            merged.append([n, i in axes])
+    if not any(red for _, red in merged):
+        # nothing left to reduce: torch still adds every element to a zero-filled output
+        return (x + x.dtype.type(0)).reshape(out_shape)
+    y = x.reshape([n for n, _ in merged])
+
+    # torch iterates the reduced dimensions innermost first, then the kept ones
+    reduced = [i for i in range(y.ndim - 1, -1, -1) if merged[i][1]]
+    kept = [i for i in range(y.ndim - 1, -1, -1) if not merged[i][1]]
+    order = reduced + kept
+    d1 = order[1] if len(order) > 1 else None
+    cols = _split_columns(y, order[0], d1, kept[::-1]) if kept else _column_sums(y, order[0], d1)
+
+    # each further reduced dimension adds one contribution per 2-d loop, in C order
+    rest = sorted(i - (i > order[0]) for i in reduced[1:])
+    if rest:
+        moved = np.moveaxis(cols, rest, range(cols.ndim - len(rest), cols.ndim))
+        flat = moved.reshape(*moved.shape[: cols.ndim - len(rest)], -1)
+        cols = _fold(np.moveaxis(flat, -1, 0))
+    # torch adds into a zero-filled output, so a sum of negative zeros comes out +0
+    return (cols + x.dtype.type(0)).reshape(out_shape)
+
+
+def _full_sum(flat: np.ndarray) -> np.ndarray:
+    """torch's sum of a contiguous 1-d array: per-thread chunk sums, then their sum."""
+    chunks = _chunks(flat.size)
+    if len(chunks) <= 1:
+        return _flat_sum(flat) + flat.dtype.type(0)
+    # every thread owns a slot, zero if it got no chunk; the slots are summed like a tensor
+    slots = np.zeros(_num_threads, flat.dtype)
+    for t, (b, e) in enumerate(chunks):
+        slots[t] = _flat_sum(flat[b:e])
+    return _flat_sum(slots) + flat.dtype.type(0)
+
+
+def reduce_sum(
+    x: np.ndarray, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
+) -> np.ndarray:
+    """``x`` summed over ``axis`` (``None`` or ``()``: every axis) with ``torch.sum``'s bits.
+
+    Takes the kernel, summation tree and thread split torch uses on a contiguous tensor. The
+    result keeps ``x``'s dtype and is always an array (0-d for a full reduction).
+    """
+    x = np.asarray(x)
+    _check_float(x)
+    axes = _normalize_axes(axis, x.ndim)
+    x = _contiguous(x)
+    kept_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    if x.size and all(n == 1 for n in kept_shape):
+        out = _full_sum(x.reshape(-1))  # one output: torch's two-pass reduction
+    else:
+        out = _serial_sum(x, axes)
+    if keepdims:
+        return np.asarray(out).reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+    return np.asarray(out).reshape(kept_shape)
+
+
+def mean(
+    x: np.ndarray, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
+) -> np.ndarray:
+    """``torch.mean``: the cascade sum, then a true division by the count cast to the dtype.
+
+    An empty reduction gives NaN, as in torch.
+    """
+    x = np.asarray(x)
+    _check_float(x)
+    axes = _normalize_axes(axis, x.ndim)
+    count = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    total = reduce_sum(x, axes if axes else None, keepdims)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.divide(total, x.dtype.type(count)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise kernels
+#
+# torch runs an elementwise kernel over each thread's chunk in blocks of two vectors (16
+# float32, 8 float64) and hands the last few elements of the chunk to the scalar version of the
+# kernel. At the AVX2 level the two versions can differ: sigmoid's vector code calls Sleef's
+# exp, its scalar code the C library's. At the DEFAULT level the "vectors" are loops over the
+# same scalar code.
+# ---------------------------------------------------------------------------------------------
+
+_F32_TIE_MASK = np.uint64((1 << 29) - 1)  # float64 mantissa bits below float32 precision
+_F32_TIE = np.uint64(1 << 28)  # ... set exactly halfway between two float32 neighbours
+
+
+def _round_fma32(v: np.ndarray, ties: np.ndarray | None) -> np.ndarray:
+    """Round a float64 ``a * b + c`` of float32 operands to float32, noting double roundings.
+
+    The product of two float32 values is exact in float64, so ``v`` carries one rounding;
+    rounding it again to float32 is correct unless ``v`` landed exactly halfway between two
+    float32 values. Such (rare) elements are flagged in ``ties`` for an exact redo.
+    """
+    if ties is not None:
+        ties |= (v.view(np.uint64) & _F32_TIE_MASK) == _F32_TIE
+    return v.astype(np.float32)
+
+
+def _f32(text: str) -> np.float32:
+    """A float32 constant given as a decimal literal, rounded once (as a C compiler does)."""
+    from fractions import Fraction
+
+    exact = Fraction(text)
+    near = np.float32(float(exact))
+    return min(
+        (np.nextafter(near, np.float32(-np.inf)), near, np.nextafter(near, np.float32(np.inf))),
+        key=lambda c: abs(Fraction(float(c)) - exact),
+    )
+
+
+# Sleef's single-precision exp (``expf_u10``): constants of its source, as the compiler rounds them
+_SLEEF_R_LN2F = _f32("1.442695040888963407359924681001892137426645954152985934135449406931")
+_SLEEF_L2UF = _f32("0.693145751953125")
+_SLEEF_L2LF = _f32("1.428606765330187045e-06")
+_SLEEF_EXPF_POLY = tuple(
+    np.float32(c)  # double literals passed to a float parameter: rounded via double, as in C
+    for c in (
+        0.000198527617612853646278381,
+        0.00139304355252534151077271,
+        0.00833336077630519866943359,
+        0.0416664853692054748535156,
+        0.166666671633720397949219,
+        0.5,
+    )
+)
+
+
+def _sleef_expf(d: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Sleef's ``expf8_u10`` as torch's AVX2 build runs it (every multiply-add fused).
+
+    The fused multiply-adds run in float64 (see :func:`_round_fma32`); the few elements where
+    that could round twice are redone with the exact :func:`fma`.
+    """
+    ties = None if exact else np.zeros(d.shape, bool)
+
+    def fma32(a, b, c):
+        if exact:
+            return fma(a, b, c).astype(np.float32)
+        v = np.multiply(a, b, dtype=np.float64)
+        v += c
+        return _round_fma32(v, ties)
+
+    with np.errstate(all="ignore"):
+        # q = round-half-even(d / ln 2); outside [-104, 100] the result is replaced below, so q
+        # is clipped where the vector code would saturate its integer conversion
+        qf = np.rint(d * _SLEEF_R_LN2F)
+        np.clip(qf, -256, 256, out=qf)
+        q = qf.astype(np.int32)
+        # s = d - q ln 2 in two parts; both products and sums are exact in float64 here
+        s = (qf * np.float64(-_SLEEF_L2UF) + d).astype(np.float32)
+        s = (qf * np.float64(-_SLEEF_L2LF) + s).astype(np.float32)
+        s64 = s.astype(np.float64)
+        # a degree-5 polynomial in Horner form: exp(s) ~ 1 + s + s**2 * u
+        poly = _SLEEF_EXPF_POLY
+        u = fma32(s64, poly[0], poly[1]) if not exact else fma32(np.float32(poly[0]), s, poly[1])
+        for c in poly[2:]:
+            u = fma32(u, s64 if not exact else s, c)
+        u = np.float32(1) + fma32(s * s, u, s64 if not exact else s)
+        # scale by 2**q in two halves so that 2**q itself never overflows
+        half = q >> 1
+        u = np.ldexp(np.ldexp(u, half), q - half)
+        u[d < np.float32(-104)] = 0
+        u[np.float32(100) < d] = np.inf
+    if ties is not None and ties.any():
+        u[ties] = _sleef_expf(d[ties], exact=True)
+    return u
+
+
+def _exp2_table(bits: int) -> np.ndarray:
+    """``2**(i / 2**bits)`` rounded to float64, for ``i`` in ``[0, 2**bits)``."""
+    import decimal
+
+    ctx = decimal.Context(prec=60)
+    n = 1 << bits
+    return np.array(
+        [float(ctx.power(decimal.Decimal(2), decimal.Decimal(i) / n)) for i in range(n)],
+        np.float64,
+    )
+
+
+# glibc's expf (2.28 and later): exp(x) = 2**(k/32) * p(r), evaluated in double and rounded once.
+# The table holds the bits of 2**(i/32) less i/32 in the exponent field, so adding k << 47
+# rescales by 2**(k//32).
+_EXPF_BITS = 5
+_EXPF_TAB = _exp2_table(_EXPF_BITS).view(np.uint64) - (
+    np.arange(1 << _EXPF_BITS, dtype=np.uint64) << np.uint64(52 - _EXPF_BITS)
+)
+_EXPF_INV_LN2N = float.fromhex("0x1.71547652b82fep+0") * (1 << _EXPF_BITS)
+_EXPF_SHIFT = float.fromhex("0x1.8p+52")
+_EXPF_C = (
+    float.fromhex("0x1.c6af84b912394p-5") / 32**3,
+    float.fromhex("0x1.ebfce50fac4f3p-3") / 32**2,
+    float.fromhex("0x1.62e42ff0c52d6p-1") / 32,
+)
+_EXPF_OFLOW = np.float32(float.fromhex("0x1.62e42ep6"))  # above: +inf
+_EXPF_UFLOW = np.float32(-float.fromhex("0x1.9fe368p6"))  # below: 0
+_EXPF_MAY_UFLOW = np.float32(-float.fromhex("0x1.9d1d9ep6"))  # below: the least subnormal
+
+
+def _glibc_expf_core(x: np.ndarray, fused: bool) -> np.ndarray:
+    """The double-precision body of glibc's expf; ``fused`` as its FMA build contracts it."""
+    xd = x.astype(np.float64)
+    if fused:
+        kd = _fma64(_EXPF_INV_LN2N, xd, _EXPF_SHIFT)
+    else:
+        z = _EXPF_INV_LN2N * xd
+        kd = z + _EXPF_SHIFT
+    ki = kd.view(np.uint64)
+    kd = kd - _EXPF_SHIFT
+    r = _fma64(_EXPF_INV_LN2N, xd, -kd) if fused else z - kd
+    s = (_EXPF_TAB[ki & np.uint64(31)] + (ki << np.uint64(52 - _EXPF_BITS))).view(np.float64)
+    c0, c1, c2 = _EXPF_C
+    if fused:
+        y = _fma64(_fma64(c0, r, c1), r * r, _fma64(c2, r, 1.0))
+    else:
+        y = (c0 * r + c1) * (r * r) + (c2 * r + 1.0)
+    return y * s, r
+
+
+def _glibc_expf(x: np.ndarray) -> np.ndarray:
+    """glibc's ``expf`` (x86-64, FMA build), as torch's scalar float32 kernels call it.
+
+    It is not always correctly rounded, so it is followed step by step. The fused evaluation
+    is costly in NumPy; the plain one differs from it by a few hundred float64 ulps at most,
+    which can only matter when the result is near a float32 rounding boundary or ``k`` near a
+    rounding tie. Only those rare elements are redone fused.
+    """
+    x = np.asarray(x, np.float32)
+    with np.errstate(all="ignore"):
+        y, r = _glibc_expf_core(x, fused=False)
+        low = (y.view(np.uint64) & _F32_TIE_MASK).astype(np.int64)
+        risky = np.abs(low - int(_F32_TIE)) < (1 << 12)
+        risky |= np.abs(np.abs(r) - 0.5) < 2.0**-30
+        risky |= np.abs(y) < 2.0**-125  # float32 subnormal results round differently
+        if risky.any():
+            y[risky] = _glibc_expf_core(x[risky], fused=True)[0]
+        out = y.astype(np.float32)
+
+        # glibc's special cases for |x| >= 88, infinities and NaN
+        big = ~(np.abs(x) < np.float32(88))
+        if big.any():
+            xb = x[big]
+            ob = out[big]
+            ob[xb < _EXPF_MAY_UFLOW] = np.float32(2.0**-149)
+            ob[xb < _EXPF_UFLOW] = 0
+            ob[xb > _EXPF_OFLOW] = np.inf
+            nonfinite = ~np.isfinite(xb)
+            ob[nonfinite] = xb[nonfinite] + xb[nonfinite]
+            ob[xb == -np.inf] = 0
+            out[big] = ob
+    return out
+
+
+def _scalar_tails(n: int, block: int) -> np.ndarray | slice:
+    """Indices of the elements torch's vectorized loop leaves to its scalar code: the last
+    ``(end - begin) % block`` of every thread's chunk."""
+    tails = [(b + (e - b) // block * block, e) for b, e in _chunks(n)]
+    if len(tails) <= 1:
+        return slice(*tails[0]) if tails else slice(0, 0)
+    return np.concatenate([np.arange(b, e) for b, e in tails])
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``torch.sigmoid``: ``1 / (exp(-x) + 1)`` with the exp torch's kernel level calls.
+
+    AVX2: Sleef's exp on blocks of 16 float32 (8 float64) elements, glibc's on the rest of
+    each thread's chunk. DEFAULT: glibc's everywhere. Saturates to 0 and 1 without warnings.
+    """
+    x = _contiguous(np.asarray(x))
+    _check_float(x)
+    flat = x.reshape(-1)
+    one = x.dtype.type(1)
+    single = x.dtype == np.float32
+    with np.errstate(all="ignore"):
+        neg = x.dtype.type(0) - flat
+        if _profile == "avx2":
+            e = _sleef_expf(neg) if single else _sleef_exp(neg)
+            tail = _scalar_tails(flat.size, 2 * _lanes(x.dtype))
+            e[tail] = _glibc_expf(neg[tail]) if single else _glibc_exp(neg[tail])
+        else:
+            e = _glibc_expf(neg) if single else _glibc_exp(neg)
+        out = one / (e + one)
+    return out.reshape(x.shape)
+
+
+def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of sigmoid from its output ``y``: ``(grad * (1 - y)) * y``, torch's order.
+
+    No multiply-add to fuse, so every kernel level gives the same bits.
+    """
+    grad, y = np.asarray(grad), np.asarray(y)
+    dtype = np.result_type(grad, y)
+    if dtype != np.float32 and dtype != np.float64:
+        raise TypeError(f"expected float32 or float64 arrays, got {grad.dtype} and {y.dtype}")
+    grad, y = grad.astype(dtype, copy=False), y.astype(dtype, copy=False)
+    with np.errstate(all="ignore"):
+        return np.asarray((grad * (dtype.type(1) - y)) * y)
+
+
+def _exp_tail_table(bits: int) -> np.ndarray:
+    """glibc's exp table: per ``i``, the relative error of the float64 ``2**(i / 2**bits)`` and
+    that float64's bits less ``i / 2**bits`` in the exponent field."""
+    import decimal
+
+    ctx = decimal.Context(prec=80)
+    n = 1 << bits
+    out = np.empty(2 * n, np.uint64)
+    for i in range(n):
+        exact = ctx.power(decimal.Decimal(2), decimal.Decimal(i) / n)
+        head = float(exact)
+        tail = float(ctx.divide(ctx.subtract(exact, decimal.Decimal(head)), decimal.Decimal(head)))
+        out[2 * i] = np.float64(tail).view(np.uint64)
+        out[2 * i + 1] = np.float64(head).view(np.uint64) - np.uint64(i << (52 - bits))
+    return out
+
+
+# glibc's exp (2.28 and later): exp(x) = 2**(k/128) * (1 + tail + p(r)), rounded once at the end
+_EXP_BITS = 7
+_EXP_TAB = _exp_tail_table(_EXP_BITS)
+_EXP_INV_LN2N = float.fromhex("0x1.71547652b82fep0") * (1 << _EXP_BITS)
+_EXP_NEG_LN2_HI = -float.fromhex("0x1.62e42fefa0000p-8")
+_EXP_NEG_LN2_LO = -float.fromhex("0x1.cf79abc9e3b3ap-47")
+_EXP_SHIFT = float.fromhex("0x1.8p52")
+_EXP_C = tuple(
+    float.fromhex(c)
+    for c in ("0x1.ffffffffffdbdp-2", "0x1.555555555543cp-3", "0x1.55555cf172b91p-5",
+              "0x1.1111167a4d017p-7")
+)
+
+
+def _glibc_exp(x: np.ndarray) -> np.ndarray:
+    """glibc's double ``exp`` (x86-64, FMA build), as torch's scalar float64 kernels call it.
+
+    The FMA build fuses the argument reduction, the polynomial and the final scaling; its
+    out-of-range path for ``|x| >= 512`` towards zero is evaluated without fusing, so that the
+    result rounds once in the subnormal range.
+    """
+    x = np.asarray(x, np.float64)
+    with np.errstate(all="ignore"):
+        kd = _fma64(_EXP_INV_LN2N, x, _EXP_SHIFT)
+        ki = kd.view(np.uint64)
+        kd = kd - _EXP_SHIFT
+        r = _fma64(kd, _EXP_NEG_LN2_LO, _fma64(kd, _EXP_NEG_LN2_HI, x))
+        idx = (ki & np.uint64((1 << _EXP_BITS) - 1)) * np.uint64(2)
+        tail = _EXP_TAB[idx].view(np.float64)
+        sbits = _EXP_TAB[idx + np.uint64(1)] + (ki << np.uint64(52 - _EXP_BITS))
+        c2, c3, c4, c5 = _EXP_C
+        r2 = r * r
+        tmp = _fma64(r2 * r2, _fma64(r, c5, c4), _fma64(r2, _fma64(r, c3, c2), tail + r))
+        scale = sbits.view(np.float64)
+        out = _fma64(scale, tmp, scale)
+
+        ax = np.abs(x)
+        special = ~(ax < 512.0)
+        if special.any():
+            up = special & ((ki & np.uint64(0x80000000)) == 0)
+            s = (sbits[up] - np.uint64(1009 << 52)).view(np.float64)
+            out[up] = 2.0**1009 * _fma64(s, tmp[up], s)
+            down = special & ~up
+            s = (sbits[down] + np.uint64(1022 << 52)).view(np.float64)
+            p = s * tmp[down]
+            y = s + p
+            # round once at the subnormal precision: 1 + y holds exactly the bits that survive
+            lo = (s - y) + p
+            hi = 1.0 + y
+            lo = ((1.0 - hi) + y) + lo
+            y = np.where(y < 1.0, (hi + lo) - 1.0, y)
+            y[y == 0] = 0.0
+            out[down] = 2.0**-1022 * y
+        tiny = ax < 2.0**-54
+        out[tiny] = 1.0 + x[tiny]
+        huge = ~(ax < 1024.0)
+        xh = x[huge]
+        out[huge] = np.where(np.isnan(xh) | (xh == np.inf), 1.0 + xh, np.where(xh > 0, np.inf, 0.0))
+    return out
+
+
+# Sleef's double-precision exp (``expd4_u10``)
+_SLEEF_R_LN2 = 1.442695040888963407359924681001892137426645954152985934135449406931
+_SLEEF_L2U = 0.69314718055966295651160180568695068359375
+_SLEEF_L2L = 0.28235290563031577122588448175013436025525412068e-12
+_SLEEF_LOG_DBL_MAX = float.fromhex("0x1.62e42fefa39efp+9")
+_SLEEF_EXP_POLY = (  # c9 .. c0 of exp(s) ~ 1 + s + s**2 (1/2 + s (c0 + c1 s + ...))
+    0.2081276378237164457e-8,
+    0.2511210703042288022e-7,
+    0.2755762628169491192e-6,
+    0.2755723402025388239e-5,
+    0.2480158687479686264e-4,
+    0.1984126989855865850e-3,
+    0.1388888888914497797e-2,
+    0.8333333333314938210e-2,
+    0.4166666666666602598e-1,
+    0.1666666666666669072e0,
+)
+
+
+def _pow2i64(k: np.ndarray) -> np.ndarray:
+    """``2.0**k`` as float64 built from its exponent bits (wrapping as the integer code does)."""
+    high = ((k.astype(np.int64) + 0x3FF) << 20) & 0xFFFFFFFF
+    return (high.astype(np.uint64) << np.uint64(32)).view(np.float64)
+
+
+def _sleef_exp(d: np.ndarray) -> np.ndarray:
+    """Sleef's ``expd4_u10`` as torch's AVX2 build runs it: an Estrin-scheme polynomial with
+    every multiply-add fused."""
+    f = _fma64
+    with np.errstate(all="ignore"):
+        u = np.rint(d * _SLEEF_R_LN2)
+        q = np.where(np.abs(u) < 2.0**31, u, -(2.0**31)).astype(np.int32)
+        s = f(u, -_SLEEF_L2U, d)
+        s = f(u, -_SLEEF_L2L, s)
+        s2 = s * s
+        s4 = s2 * s2
+        s8 = s4 * s4
+        c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _SLEEF_EXP_POLY
+        low = f(s4, f(s2, f(s, c7, c6), f(s, c5, c4)), f(s2, f(s, c3, c2), f(s, c1, c0)))
+        u = f(s8, f(s, c9, c8), low)
+        u = f(u, s, 0.5)
+        u = f(u, s, 1.0)
+        u = f(u, s, 1.0)
+        half = q >> 1
+        u = (u * _pow2i64(half)) * _pow2i64(q - half)
+        u[d > _SLEEF_LOG_DBL_MAX] = np.inf
+        u[d < -1000.0] = 0
+    return u
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """``torch.exp``. torch calls MKL's vector math here at every kernel level, so this goes
+    through the :data:`kernels` seam: within 1 ulp of torch, bit-equal with torch's swapped in.
+    """
+    x = np.asarray(x)
+    _check_float(x)
+    return kernels.exp(x)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """``torch.tanh``: MKL's vector math in torch, so through the :data:`kernels` seam."""
+    x = np.asarray(x)
+    _check_float(x)
+    return kernels.tanh(x)
+
+
+def log(x: np.ndarray) -> np.ndarray:
+    """``torch.log``: MKL's vector math in torch, so through the :data:`kernels` seam."""
+    x = np.asarray(x)
+    _check_float(x)
+    return kernels.log(x)
