@@ -64,7 +64,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-torch", action="store_true",
         help="train the torch reference too and print the largest difference per parameter",
     )
+    fit.add_argument(
+        "--plot", metavar="DIR",
+        help="write loss.png, features.png, predictions.png and table.png into DIR "
+        "(needs the plot extra: pip install 'tinymf[plot]')",
+    )
     fit.set_defaults(run=run_fit)
+
+    trace = commands.add_parser(
+        "trace",
+        help="show every number of a few Adam steps, beside torch's",
+        description="Run a few training steps of the lecture's model and show, per parameter "
+        "element and step, the value, gradient, Adam's m and v, bias corrections, step size, "
+        "denominator, update and new value that tinymf's Adam used, beside torch's and the "
+        "difference (0 = bit-equal). torch's bias corrections, step size, denom and update are "
+        "derived from its optimizer state as its Adam computes them; the rest are read from it.",
+    )
+    trace.add_argument(
+        "data", nargs="?", default=None,
+        help="a rating table as for fit; default: the lecture's solo.csv, bundled",
+    )
+    trace.add_argument("--steps", type=_positive_int, default=1, help="Adam steps to run (1)")
+    trace.add_argument("--dim", type=_positive_int, default=2, help="latent dimension (2)")
+    trace.add_argument("--lr", type=_positive_float, default=0.1, help="Adam learning rate (0.1)")
+    trace.add_argument("--seed", type=int, default=21345, help="manual_seed before init (21345)")
+    trace.add_argument("--form", choices=("onehot", "embedding"), default="onehot",
+                       help="one-hot Linear layers as in the lecture, or Embedding tables")
+    trace.add_argument(
+        "--param", action="append", metavar="NAME",
+        choices=("l1.weight", "b1.weight", "l2.weight", "b2.weight"),
+        help="show only this parameter (repeatable): l1.weight, b1.weight, l2.weight, b2.weight",
+    )
+    trace.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table",
+        help="a readable table (default), or one row per step, element and quantity as CSV "
+        "or JSON, every value exact",
+    )
+    trace.add_argument("--output", metavar="FILE", help="write the trace here, not to stdout")
+    trace.add_argument(
+        "--torch-kernels", action="store_true",
+        help="run tinymf with torch's sqrt and matmul (the two MKL kernels it does not "
+        "reproduce), so every difference from torch is exactly 0",
+    )
+    trace.add_argument("--no-torch", action="store_true",
+                       help="show tinymf's numbers only, even when torch is installed")
+    trace.add_argument("--differences-only", action="store_true",
+                       help="in the table, show only elements that differ from torch")
+    trace.set_defaults(run=run_trace)
     return parser
 
 
@@ -117,6 +163,65 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.compare_torch:
         print()
         print(compare_with_torch(data, model, args))
+    if args.plot:
+        written = write_plots(args.plot, data, model, losses)
+        print(f"\nplots written to {args.plot}: " + ", ".join(p.name for p in written))
+    return 0
+
+
+def write_plots(directory: str, data, model, losses):
+    """The four PNGs of tinymf.plots; a missing matplotlib or font is a one-line error."""
+    try:
+        from . import plots
+    except ImportError as exc:  # pragma: no cover - plots itself imports NumPy only
+        raise CommandError(f"--plot: {exc}") from None
+    try:
+        return plots.save_all(data, model, losses, directory)
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            f"--plot needs {exc.name}; install it with: pip install -c constraints.txt "
+            "'tinymf[plot]'"
+        ) from None
+    except plots.FontNotFoundError as exc:
+        raise CommandError(f"--plot: {exc}") from None
+    except OSError as exc:
+        raise CommandError(f"{directory}: cannot write the plots: {exc.strerror}") from None
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from .trace import torch_available, trace
+
+    data = _load(args.data)
+    wants_torch = not args.no_torch
+    if (args.torch_kernels or wants_torch) and not torch_available():
+        if args.torch_kernels:
+            raise CommandError(
+                "--torch-kernels needs torch and the reference model; install them with: "
+                "pip install -c constraints.txt 'tinymf[torch]'"
+            )
+        wants_torch = False
+    result = trace(
+        args.steps, data=data, dim=args.dim, lr=args.lr, seed=args.seed, form=args.form,
+        compare_torch=wants_torch, torch_kernels=args.torch_kernels,
+    )
+    if args.param:
+        result = result.select(params=args.param)
+
+    if args.format == "csv":
+        text = result.to_csv()
+    elif args.format == "json":
+        text = result.to_json() + "\n"
+    else:
+        text = result.table(differences_only=args.differences_only) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        except OSError as exc:
+            raise CommandError(f"{args.output}: cannot write the trace: {exc.strerror}") from None
+        print(f"trace written to {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
