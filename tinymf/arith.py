@@ -75,9 +75,7 @@ def fma(a, b, c) -> np.ndarray:
     # float64 sum sits exactly halfway between two float32 values, or when the result is a
     # float32 subnormal (fewer bits, another halfway point); redo those few exactly
     low = s.view(np.uint64) & np.uint64(0x1FFFFFFF)
-    redo = (low == np.uint64(0x10000000)) | (
-        (out.view(np.uint32) & np.uint32(0x7F000000)) == 0
-    )
+    redo = (low == np.uint64(0x10000000)) | ((out.view(np.uint32) & np.uint32(0x7F000000)) == 0)
     if np.any(redo):
         a, b, c = np.broadcast_arrays(a, b, c)
         out = np.array(out, copy=True)
@@ -139,14 +137,22 @@ def _fma64(a, b, c) -> np.ndarray:
         finite = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
         big = 2.0**995
         tiny = 2.0**-960
-        edge = finite & ~zero & (
-            (np.abs(a) > big) | (np.abs(b) > big) | (np.abs(c) > big)
-            | (np.abs(ph) > big) | (np.abs(ph) < tiny) | (np.abs(out) < tiny)
+        edge = (
+            finite
+            & ~zero
+            & (
+                (np.abs(a) > big)
+                | (np.abs(b) > big)
+                | (np.abs(c) > big)
+                | (np.abs(ph) > big)
+                | (np.abs(ph) < tiny)
+                | (np.abs(out) < tiny)
+            )
         )
         out = np.where(finite, out, a * b + c)
     if np.any(edge):
         out = np.array(out, copy=True)
-        for i in zip(*np.nonzero(edge), strict=True):
+        for i in map(tuple, np.argwhere(edge)):  # argwhere, unlike nonzero, takes 0-d arrays
             out[i] = _exact_fma(float(a[i]), float(b[i]), float(c[i]))
     return out
 
@@ -508,10 +514,11 @@ def reduce_sum(
     axes = _normalize_axes(axis, x.ndim)
     x = _contiguous(x)
     kept_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
-    if x.size and all(n == 1 for n in kept_shape):
-        out = _full_sum(x.reshape(-1))  # one output: torch's two-pass reduction
-    else:
-        out = _serial_sum(x, axes)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN arise quietly, as in torch
+        if x.size and all(n == 1 for n in kept_shape):
+            out = _full_sum(x.reshape(-1))  # one output: torch's two-pass reduction
+        else:
+            out = _serial_sum(x, axes)
     if keepdims:
         return np.asarray(out).reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
     return np.asarray(out).reshape(kept_shape)
@@ -547,16 +554,14 @@ _F32_TIE_MASK = np.uint64((1 << 29) - 1)  # float64 mantissa bits below float32 
 _F32_TIE = np.uint64(1 << 28)  # ... set exactly halfway between two float32 neighbours
 
 
-def _round_fma32(v: np.ndarray, ties: np.ndarray | None) -> np.ndarray:
-    """Round a float64 ``a * b + c`` of float32 operands to float32, noting double roundings.
+def _fma32_ties(v: np.ndarray) -> np.ndarray:
+    """Where a float64 ``a * b + c`` of float32 operands would round twice on its way to float32.
 
     The product of two float32 values is exact in float64, so ``v`` carries one rounding;
     rounding it again to float32 is correct unless ``v`` landed exactly halfway between two
-    float32 values. Such (rare) elements are flagged in ``ties`` for an exact redo.
+    float32 values, which is rare and is then redone exactly.
     """
-    if ties is not None:
-        ties |= (v.view(np.uint64) & _F32_TIE_MASK) == _F32_TIE
-    return v.astype(np.float32)
+    return (v.view(np.uint64) & _F32_TIE_MASK) == _F32_TIE
 
 
 def _f32(text: str) -> np.float32:
@@ -591,17 +596,18 @@ _SLEEF_EXPF_POLY = tuple(
 def _sleef_expf(d: np.ndarray, exact: bool = False) -> np.ndarray:
     """Sleef's ``expf8_u10`` as torch's AVX2 build runs it (every multiply-add fused).
 
-    The fused multiply-adds run in float64 (see :func:`_round_fma32`); the few elements where
-    that could round twice are redone with the exact :func:`fma`.
+    The fused multiply-adds run in float64 and are checked for double rounding all at once
+    (see :func:`_fma32_ties`); the rare elements at risk are redone with the exact :func:`fma`.
     """
-    ties = None if exact else np.zeros(d.shape, bool)
+    sums = None if exact else np.empty((6, *d.shape), np.float64)
+    step = iter(range(6))
 
     def fma32(a, b, c):
         if exact:
             return fma(a, b, c).astype(np.float32)
-        v = np.multiply(a, b, dtype=np.float64)
+        v = np.multiply(a, b, out=sums[next(step)], dtype=np.float64)
         v += c
-        return _round_fma32(v, ties)
+        return v.astype(np.float32)
 
     with np.errstate(all="ignore"):
         # q = round-half-even(d / ln 2); outside [-104, 100] the result is replaced below, so q
@@ -612,20 +618,22 @@ def _sleef_expf(d: np.ndarray, exact: bool = False) -> np.ndarray:
         # s = d - q ln 2 in two parts; both products and sums are exact in float64 here
         s = (qf * np.float64(-_SLEEF_L2UF) + d).astype(np.float32)
         s = (qf * np.float64(-_SLEEF_L2LF) + s).astype(np.float32)
-        s64 = s.astype(np.float64)
+        sd = s if exact else s.astype(np.float64)
         # a degree-5 polynomial in Horner form: exp(s) ~ 1 + s + s**2 * u
         poly = _SLEEF_EXPF_POLY
-        u = fma32(s64, poly[0], poly[1]) if not exact else fma32(np.float32(poly[0]), s, poly[1])
+        u = fma32(np.full(d.shape, poly[0]), sd, poly[1])
         for c in poly[2:]:
-            u = fma32(u, s64 if not exact else s, c)
-        u = np.float32(1) + fma32(s * s, u, s64 if not exact else s)
+            u = fma32(u, sd, c)
+        u = np.float32(1) + fma32(s * s, u, sd)
         # scale by 2**q in two halves so that 2**q itself never overflows
         half = q >> 1
         u = np.ldexp(np.ldexp(u, half), q - half)
         u[d < np.float32(-104)] = 0
         u[np.float32(100) < d] = np.inf
-    if ties is not None and ties.any():
-        u[ties] = _sleef_expf(d[ties], exact=True)
+    if not exact:
+        ties = _fma32_ties(sums).any(axis=0)
+        if ties.any():
+            u[ties] = _sleef_expf(d[ties], exact=True)
     return u
 
 
@@ -786,8 +794,12 @@ _EXP_NEG_LN2_LO = -float.fromhex("0x1.cf79abc9e3b3ap-47")
 _EXP_SHIFT = float.fromhex("0x1.8p52")
 _EXP_C = tuple(
     float.fromhex(c)
-    for c in ("0x1.ffffffffffdbdp-2", "0x1.555555555543cp-3", "0x1.55555cf172b91p-5",
-              "0x1.1111167a4d017p-7")
+    for c in (
+        "0x1.ffffffffffdbdp-2",
+        "0x1.555555555543cp-3",
+        "0x1.55555cf172b91p-5",
+        "0x1.1111167a4d017p-7",
+    )
 )
 
 
