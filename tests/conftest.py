@@ -54,3 +54,27 @@ def torch_kernels():
 
     with tinymf.arith.use_kernels(sqrt=sqrt, matmul=matmul) as k:
         yield k
+
+
+@pytest.fixture(scope="session")
+def mkl_replay():
+    """tinymf's replay of torch's MKL sqrt and sgemm, once shown to match torch here.
+
+    The replay is exact on the AMD CPUs it was measured on; MKL takes other code paths on
+    other CPUs, so the tests that rely on it first check it against this machine's torch.
+    """
+    torch = pytest.importorskip("torch")
+    kernels = tinymf.arith.mkl_replay()
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal(1 << 16)).astype(np.float32) * np.float32(1e-3)
+    if not np.array_equal(kernels["sqrt"](x), torch.sqrt(torch.from_numpy(x)).numpy()):
+        pytest.skip("this CPU's MKL sqrt differs from tinymf's replay (measured on AMD EPYC)")
+    for k, m, c in [(63, 2, 9), (63, 1, 8), (500, 4, 40)]:
+        g = rng.standard_normal((k, m)).astype(np.float32)
+        idx = rng.integers(0, c, k)
+        dense = np.eye(c, dtype=np.float32)[idx]
+        want = (torch.from_numpy(g).t().mm(torch.from_numpy(dense))).numpy()
+        if not np.array_equal(kernels["onehot_weight_grad"](g, idx, c), want):
+            pytest.skip("this CPU's MKL sgemm order differs from tinymf's replay")
+    return kernels
+

@@ -105,6 +105,10 @@ def equal(a, b) -> bool:
     return _bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
+get_num_threads = arith.get_num_threads
+set_num_threads = arith.set_num_threads  # the chunking of sums follows torch's thread count
+
+
 def get_default_dtype() -> dtype:
     return dtypes.float32
 

@@ -21,6 +21,7 @@ threads cut a loop (:func:`set_num_threads`).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -209,10 +210,13 @@ class Kernels:
     exp: Callable[[np.ndarray], np.ndarray] = _correctly_rounded(np.exp)
     tanh: Callable[[np.ndarray], np.ndarray] = _correctly_rounded(np.tanh)
     log: Callable[[np.ndarray], np.ndarray] = _correctly_rounded(np.log)
+    # the weight gradient of Linear on a one-hot input, (g, indices, classes) -> (out, classes);
+    # None adds the rows in input order, or hands the dense product to a substituted matmul
+    onehot_weight_grad: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None
 
 
 kernels = Kernels()
-_KERNEL_NAMES = ("sqrt", "matmul", "exp", "tanh", "log")
+_KERNEL_NAMES = ("sqrt", "matmul", "exp", "tanh", "log", "onehot_weight_grad")
 
 
 @contextlib.contextmanager
@@ -222,9 +226,13 @@ def use_kernels(
     exp: Callable[[np.ndarray], np.ndarray] | None = None,
     tanh: Callable[[np.ndarray], np.ndarray] | None = None,
     log: Callable[[np.ndarray], np.ndarray] | None = None,
+    onehot_weight_grad: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
 ) -> Iterator[Kernels]:
     """Substitute any of the vendor kernels for the duration of a block."""
-    new = dict(sqrt=sqrt, matmul=matmul, exp=exp, tanh=tanh, log=log)
+    new = dict(
+        sqrt=sqrt, matmul=matmul, exp=exp, tanh=tanh, log=log,
+        onehot_weight_grad=onehot_weight_grad,
+    )
     old = {name: getattr(kernels, name) for name in _KERNEL_NAMES}
     for name, fn in new.items():
         if fn is not None:
@@ -245,7 +253,19 @@ def use_kernels(
 # ---------------------------------------------------------------------------------------------
 
 _GRAIN_SIZE = 32768  # torch never splits a loop of fewer elements
-_num_threads = 1
+def _default_threads() -> int:
+    # torch starts with one intra-op thread per CPU this process may run on, unless
+    # OMP_NUM_THREADS says otherwise; tinymf starts from the same count
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_threads()
 
 
 def get_num_threads() -> int:
@@ -270,6 +290,24 @@ def _chunks(n: int, grain: int = _GRAIN_SIZE) -> list[tuple[int, int]]:
     used = min(_num_threads, -(-n // grain))
     size = -(-n // used)
     return [(b, min(n, b + size)) for b in range(0, n, size)]
+
+
+def mkl_replay() -> dict[str, Callable]:
+    """Replays of torch's MKL ``sqrt`` and ``sgemm``, for ``use_kernels(**mkl_replay())``.
+
+    They reproduce torch 2.13's MKL 2024.2 bit for bit as measured on an AMD EPYC (Zen, AVX2,
+    no AVX-512), the kind of machine tinymf is developed on. They depend on that CPU's
+    ``rsqrtps`` table and on the code paths MKL takes on it: on an Intel CPU MKL runs other
+    kernels, so check them against torch before relying on them there. ``exp``, ``tanh`` and
+    ``log`` are not replayed.
+    """
+    from . import mklgemm, mklsqrt
+
+    return {
+        "sqrt": mklsqrt.sqrt,
+        "matmul": mklgemm.matmul,
+        "onehot_weight_grad": mklgemm.onehot_weight_grad,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(idx.max()) + 1 if idx.size else 0
     elif idx.size and idx.max() >= num_classes:
         raise RuntimeError("Class values must be smaller than num_classes.")
-    return OneHot(np.ascontiguousarray(idx, dtype=np.int64), int(num_classes))
+    return OneHot(np.asarray(idx, dtype=np.int64, order="C"), int(num_classes))
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
@@ -126,12 +126,20 @@ def _onehot_linear(x: OneHot, weight: Tensor) -> Tensor:
             f"mat1 and mat2 must have the same dtype, but got {x.dtype} and {weight.dtype}"
         )
     idx = x.indices
-    # one 1 per row: the product is exactly the selected column of the weight
-    out = np.ascontiguousarray(weight.value.T[idx])
+    if arith.kernels.matmul is not np.matmul:
+        # a substituted kernel (torch's sgemm in the tests) sees the dense product, as torch
+        # does; the gather below differs from it only in the sign of a zero and where the
+        # weight holds inf or NaN (0 * inf makes the dense product's other rows NaN)
+        out = np.asarray(arith.kernels.matmul(x.value, weight.value.T))
+    else:
+        # one 1 per row: the product is the selected column of the weight
+        out = np.ascontiguousarray(weight.value.T[idx])
 
     def backward(g):
+        if arith.kernels.onehot_weight_grad is not None:
+            return None, arith.kernels.onehot_weight_grad(g, idx, x.num_classes)
         if arith.kernels.matmul is not np.matmul:
-            # a substituted kernel (torch's sgemm in the tests) sees the dense product, taken
+            # a substituted matmul (torch's sgemm in the tests) sees the dense product, taken
             # as torch takes it for a transposed weight: (g.T @ x), already (out, in)
             return None, np.asarray(arith.kernels.matmul(g.T, x.value))
         grad_t = np.zeros((weight.shape[1], weight.shape[0]), dtype=g.dtype)
