@@ -783,8 +783,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         neg = x.dtype.type(0) - flat
         if _profile == "avx2":
-            e = _sleef_expf(neg) if single else _sleef_exp(neg)
+            # each element goes through exactly one of the two exps
             tail = _scalar_tails(flat.size, 2 * _lanes(x.dtype))
+            vector = np.ones(flat.size, dtype=bool)
+            vector[tail] = False
+            e = np.empty_like(neg)
+            e[vector] = _sleef_expf(neg[vector]) if single else _sleef_exp(neg[vector])
             e[tail] = _glibc_expf(neg[tail]) if single else _glibc_exp(neg[tail])
         else:
             e = _glibc_expf(neg) if single else _glibc_exp(neg)
