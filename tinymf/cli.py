@@ -33,6 +33,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinymf",
@@ -44,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fit",
         help="train on a rating table and print the completed table",
         description="Train on a rating table (the lecture's by default) and print the "
-        "completed table with predicted cells marked, the final loss and the latent features.",
+        "completed table with predicted cells marked, the final loss and the latent features. "
+        "With --test or --split, also the RMSE and MAE on ratings held out from training.",
     )
     fit.add_argument(
         "data", nargs="?", default=None,
@@ -69,7 +84,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="write loss.png, features.png, predictions.png and table.png into DIR "
         "(needs the plot extra: pip install 'tinymf[plot]')",
     )
+    held_out = fit.add_mutually_exclusive_group()
+    held_out.add_argument(
+        "--test", metavar="FILE",
+        help="a rating file to score the model on (its ids are mapped through the training "
+        "file's; e.g. MovieLens u1.test beside u1.base)",
+    )
+    held_out.add_argument(
+        "--split", type=_fraction, metavar="FRACTION",
+        help="hold out this fraction of the ratings, chosen at random, and score on it",
+    )
+    fit.add_argument(
+        "--split-seed", type=int, default=0, metavar="S",
+        help="seed of the --split draw (0); the same split as torch's random_split",
+    )
+    fit.add_argument(
+        "--batch-size", type=_positive_int, metavar="N",
+        help="train on shuffled batches of N ratings (default: all at once, as the lecture)",
+    )
+    fit.add_argument(
+        "--shuffle-seed", type=int, default=0, metavar="S",
+        help="seed of the batch order (0); each epoch is torch.randperm with this generator",
+    )
+    fit.add_argument(
+        "--reg", type=_non_negative_float, default=0.0, metavar="R",
+        help="L2 penalty on the latent features of each batch's rows, added to the loss (0)",
+    )
+    fit.add_argument(
+        "--weight-decay", type=_non_negative_float, default=0.0, metavar="W",
+        help="Adam's weight_decay (0)",
+    )
+    fit.add_argument(
+        "--eps", type=_positive_float, default=1e-8, metavar="E",
+        help="Adam's eps (1e-8); larger values damp the steps of rarely rated rows",
+    )
+    fit.add_argument("--save", metavar="PATH", help="save the model and its id maps here (.npz)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     fit.set_defaults(run=run_fit)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict ratings with a model saved by fit --save",
+        description="Predict ratings for user-item pairs with a saved model, by their "
+        "original ids. A user or item the model never saw gets no interaction term and the "
+        "mean bias of its side; the last column says which pairs that happened to.",
+    )
+    predict.add_argument("model", metavar="MODEL", help="a file written by tinymf fit --save")
+    predict.add_argument(
+        "ids", nargs="*", metavar="USER ITEM",
+        help="user and item ids, in pairs",
+    )
+    predict.add_argument(
+        "--pairs", metavar="FILE",
+        help="read the pairs from a file: user and item columns (named in a header, or the "
+        "first two), comma- or tab-separated",
+    )
+    predict.set_defaults(run=run_predict)
 
     trace = commands.add_parser(
         "trace",
@@ -136,30 +206,67 @@ def _load(path: str | None):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from .models import fit
+    from .training import evaluate, fit_ratings
 
     data = _load(args.data)
-    model, losses = fit(
-        data.user_idx, data.item_idx, data.rating, data.n_users, data.n_items,
-        dim=args.dim, epochs=args.epochs, lr=args.lr, seed=args.seed, form=args.form,
-    )
+    data, held = _held_out(data, args)
+    options = _training_options(args)
+    if args.compare_torch and options:
+        raise CommandError(
+            "--compare-torch replays the lecture's full-batch loop in torch; drop "
+            + ", ".join(options)
+        )
 
+    with _ProgressBar(args, len(data)) as on_batch:
+        model, losses = fit_ratings(
+            data.user_idx, data.item_idx, data.rating, data.n_users, data.n_items,
+            dim=args.dim, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            weight_decay=args.weight_decay, eps=args.eps, reg=args.reg, seed=args.seed,
+            shuffle_seed=args.shuffle_seed if args.batch_size else None, form=args.form,
+            on_batch=on_batch,
+        )
+
+    cells = data.n_users * data.n_items
     print(
         f"{data.source}: {data.n_users} users x {data.n_items} items, {len(data)} ratings, "
-        f"{data.n_users * data.n_items - len(data)} cells to predict"
+        f"{cells - len(data)} cells to predict"
     )
+    epochs = f"{args.epochs} epoch" + ("s" if args.epochs != 1 else "")
+    trained = [f"trained {epochs} of Adam (lr {args.lr:g}"]
+    if args.batch_size:
+        trained.append(f"batches of {args.batch_size}, shuffle seed {args.shuffle_seed}")
+    if args.reg:
+        trained.append(f"reg {args.reg:g}")
+    if args.weight_decay:
+        trained.append(f"weight decay {args.weight_decay:g}")
+    if args.eps != 1e-8:
+        trained.append(f"eps {args.eps:g}")
     print(
-        f"trained {args.epochs} epochs of Adam (lr {args.lr:g}), dim {args.dim}, "
-        f"seed {args.seed}, {args.form} form: final loss {losses[-1]:.6f}"
+        ", ".join(trained) + f"), dim {args.dim}, seed {args.seed}, {args.form} form: "
+        f"final loss {losses[-1]:.6f}"
     )
+    metrics = {}
+    if held is not None:
+        label, held_data, users, items = held
+        metrics["train"] = evaluate(model, data.user_idx, data.item_idx, data.rating)
+        metrics[label] = evaluate(model, users, items, held_data.rating)
+        unseen = int(np.count_nonzero((users < 0) | (items < 0)))
+        note = f" ({unseen} with a user or item not in training)" if unseen else ""
+        print(f"{label}: {held_data.source}, {len(held_data)} ratings{note}")
+        for name, m in metrics.items():
+            print(f"{name:>9s} RMSE {m.rmse:.4f}  MAE {m.mae:.4f}  ({m.n} ratings)")
     print()
-    print(completed_table_text(data, model))
-    print()
-    print(latent_features_text(data, model))
+    print(completed_table_text(data, model, max_cells=TABLE_CELLS))
+    if cells <= TABLE_CELLS:
+        print()
+        print(latent_features_text(data, model))
 
     if args.output:
         write_predictions(args.output, data, model)
         print(f"\npredictions written to {args.output}")
+    if args.save:
+        save_model(args.save, data, model, args, losses, metrics)
+        print(f"\nmodel saved to {args.save}")
     if args.compare_torch:
         print()
         print(compare_with_torch(data, model, args))
@@ -167,6 +274,164 @@ def run_fit(args: argparse.Namespace) -> int:
         written = write_plots(args.plot, data, model, losses)
         print(f"\nplots written to {args.plot}: " + ", ".join(p.name for p in written))
     return 0
+
+
+# the completed table and the latent features are printed for tables up to this many cells
+TABLE_CELLS = 2500
+
+
+def _held_out(data, args):
+    """(training data, held-out part or None) from --test or --split.
+
+    The held-out part is (label, its Ratings, user and item indices in the training maps,
+    -1 where the training data never saw the id).
+    """
+    from .data import DataError, align, read_ratings, split
+
+    if args.split is not None:
+        try:
+            data, part = split(data, args.split, args.split_seed)
+        except DataError as exc:
+            raise CommandError(str(exc)) from None
+        return data, ("held out", part, *align(part, data))
+    if args.test is not None:
+        try:
+            part = read_ratings(args.test)
+        except DataError as exc:
+            raise CommandError(str(exc)) from None
+        return data, ("test", part, *align(part, data))
+    return data, None
+
+
+def _training_options(args) -> list[str]:
+    """The options that take training away from the lecture's full-batch Adam loop."""
+    named = {
+        "--batch-size": args.batch_size is not None,
+        "--reg": args.reg != 0,
+        "--weight-decay": args.weight_decay != 0,
+        "--eps": args.eps != 1e-8,
+    }
+    return [name for name, used in named.items() if used]
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr with the running loss, when stderr is a terminal and not --quiet.
+
+    Yields the ``on_batch`` callback for training (None when there is no bar).
+    """
+
+    DELAY = 1.0  # seconds before the bar appears: runs that end sooner never show one
+
+    def __init__(self, args, n_ratings: int) -> None:
+        batches = -(-n_ratings // args.batch_size) if args.batch_size else 1
+        self.total = batches * args.epochs
+        self.batches = batches
+        self.wanted = not args.quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.wanted:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:  # the bar is a convenience; training goes on without it
+            return None
+        self.bar = tqdm(total=self.total, file=sys.stderr, unit="batch", delay=self.DELAY,
+                        leave=False, dynamic_ncols=True)
+        sums = [0, 0.0]
+
+        def on_batch(epoch: int, batch: int, loss: float) -> None:
+            if batch == 0:
+                sums[:] = [0, 0.0]
+            sums[0] += 1
+            sums[1] += loss
+            self.bar.set_postfix_str(
+                f"epoch {epoch + 1}, loss {sums[1] / sums[0]:.4f}", refresh=False
+            )
+            self.bar.update(1)
+            if batch == self.batches - 1:
+                self.bar.refresh()  # each epoch's final running loss is shown, however fast
+
+        return on_batch
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_model(path: str, data, model, args, losses, metrics) -> None:
+    """Write the model, the training file's id maps and how it was made (tinymf.serialize)."""
+    from .serialize import save
+
+    settings = {
+        "data": data.source,
+        "test": args.test,
+        "split": args.split,
+        "split_seed": args.split_seed if args.split is not None else None,
+        "dim": args.dim,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "shuffle_seed": args.shuffle_seed if args.batch_size else None,
+        "reg": args.reg,
+        "weight_decay": args.weight_decay,
+        "eps": args.eps,
+        "seed": args.seed,
+        "form": args.form,
+        "final_loss": losses[-1],
+        "metrics": {k: {"rmse": m.rmse, "mae": m.mae, "n": m.n} for k, m in metrics.items()},
+    }
+    try:
+        save(path, model, data.users, data.items, settings)
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot save the model: {exc.strerror or exc}") from None
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .data import DataError, lookup, read_pairs
+    from .models import predict_with_fallback
+    from .serialize import ModelFileError, load
+
+    if args.pairs and args.ids:
+        raise CommandError("give the pairs either as USER ITEM arguments or with --pairs, not both")
+    if args.pairs:
+        try:
+            users, items = read_pairs(args.pairs)
+        except DataError as exc:
+            raise CommandError(str(exc)) from None
+    elif args.ids:
+        if len(args.ids) % 2:
+            raise CommandError(
+                f"{len(args.ids)} ids given; they go in pairs: USER ITEM [USER ITEM ...]"
+            )
+        users, items = args.ids[0::2], args.ids[1::2]
+    else:
+        raise CommandError("nothing to predict: give USER ITEM pairs or --pairs FILE")
+    try:
+        saved = load(args.model)
+    except ModelFileError as exc:
+        raise CommandError(str(exc)) from None
+
+    u, i = lookup(users, saved.users), lookup(items, saved.items)
+    pred = predict_with_fallback(saved.model, u, i)
+    basis = np.select(
+        [(u >= 0) & (i >= 0), u >= 0, i >= 0],
+        ["model", "unseen item", "unseen user"],
+        "unseen user and item",
+    )
+    out = sys.stdout
+    out.write("user,item,prediction,basis\n")
+    for user, item, value, how in zip(users, items, pred.tolist(), basis.tolist(), strict=True):
+        # the shortest text that reads back as the same float32
+        text = np.format_float_positional(np.float32(value), unique=True, trim="-")
+        out.write(f"{_csv_field(user)},{_csv_field(item)},{text},{how}\n")
+    return 0
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def write_plots(directory: str, data, model, losses):

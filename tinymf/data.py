@@ -35,11 +35,16 @@ if TYPE_CHECKING:
 __all__ = [
     "DataError",
     "Ratings",
+    "align",
     "lecture_path",
     "load_lecture",
+    "lookup",
     "read_long",
+    "read_pairs",
     "read_ratings",
     "read_wide",
+    "split",
+    "subset",
 ]
 
 # A decimal number as people write it in a rating table; Python's float() also accepts "1_0",
@@ -450,3 +455,131 @@ def _no_duplicates(name: str, labels: list[str], message: str, offset: int) -> N
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# -- held-out ratings: splits, and ids mapped through another file's maps ---------------------
+
+
+def subset(data: Ratings, rows, source: str | None = None) -> Ratings:
+    """The entries at ``rows`` (kept in file order), re-indexed to the ids they still use.
+
+    Users and items with no entry left drop out, and the rest keep their relative order, so
+    the maps stay sorted as :func:`read_long` sorts them.
+    """
+    rows = np.sort(np.asarray(rows, dtype=np.int64).reshape(-1))
+    user_idx, item_idx = data.user_idx[rows], data.item_idx[rows]
+    users_kept, user_new = np.unique(user_idx, return_inverse=True)
+    items_kept, item_new = np.unique(item_idx, return_inverse=True)
+    return Ratings(
+        users=[data.users[k] for k in users_kept.tolist()],
+        items=[data.items[k] for k in items_kept.tolist()],
+        user_idx=user_new.reshape(-1),
+        item_idx=item_new.reshape(-1),
+        rating=data.rating[rows],
+        source=data.source if source is None else source,
+    )
+
+
+def split(data: Ratings, test_fraction: float, seed: int) -> tuple[Ratings, Ratings]:
+    """A seeded random split into (train, test) with ``test_fraction`` of the entries held out.
+
+    Which entries go where is what ``torch.utils.data.random_split(range(n), [1 - f, f],
+    generator=torch.Generator().manual_seed(seed))`` picks: the part sizes are floored and
+    the remainder handed out one at a time starting with the training part, and the parts are
+    consecutive runs of ``torch.randperm(n)``. Each part keeps the file's order and gets its
+    own maps (:func:`subset`); map the test part through the training maps with :func:`align`.
+    """
+    from .random import Generator, randperm
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(
+            f"the test fraction must lie strictly between 0 and 1, got {test_fraction}"
+        )
+    n = len(data)
+    sizes = [math.floor(n * frac) for frac in (1 - test_fraction, test_fraction)]
+    for k in range(n - sum(sizes)):
+        sizes[k % 2] += 1
+    if min(sizes) == 0:
+        raise DataError(
+            f"{data.source}: {n} ratings are too few to hold out {test_fraction:g} of them"
+        )
+    order = randperm(n, Generator(seed))
+    where = f"{test_fraction:g} split, seed {seed}"
+    train = subset(data, order[: sizes[0]], f"{data.source} (training part of a {where})")
+    test = subset(data, order[sizes[0] :], f"{data.source} (held-out part of a {where})")
+    return train, test
+
+
+def lookup(ids, known: list[str]) -> np.ndarray:
+    """Each id's index in ``known`` (a :class:`Ratings` map), or -1 where it is not there.
+
+    Ids are compared as text with surrounding spaces stripped; when every known id is an
+    integer, ids are compared as integers, so ``"07"`` finds ``"7"``.
+    """
+    texts = [str(v).strip() for v in ids]
+    position = {text: k for k, text in enumerate(known)}
+    numeric = None
+    if known and _sort_key(list(known)) is int:
+        numeric = {int(text): k for k, text in enumerate(known)}
+    out = np.full(len(texts), -1, dtype=np.int64)
+    for j, text in enumerate(texts):
+        k = position.get(text)
+        if k is None and numeric is not None and _INTEGER.fullmatch(text):
+            k = numeric.get(int(text))
+        if k is not None:
+            out[j] = k
+    return out
+
+
+def align(data: Ratings, like: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    """``data``'s entries as (user, item) indices into ``like``'s maps; -1 for an unknown id.
+
+    This is how a test file is read against a model trained on another file (MovieLens'
+    ``u1.base`` and ``u1.test``): the test file's own indices mean nothing to the model.
+    """
+    user_map = lookup(data.users, like.users)
+    item_map = lookup(data.items, like.items)
+    return user_map[data.user_idx], item_map[data.item_idx]
+
+
+def read_pairs(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(user ids, item ids) from a comma- or tab-separated file of user, item pairs.
+
+    A first line naming a user and an item column (as :func:`read_long` recognises them) is
+    a header and picks those columns; otherwise the first two columns are user and item, so a
+    rating file such as ``u1.test`` is accepted as it is (further columns are ignored).
+    """
+    path = pathlib.Path(path)
+    name = str(path)
+    first = _first_line(path, name)
+    sep = "\t" if "\t" in first else ","
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = [row for row in csv.reader(f, delimiter=sep) if any(c.strip() for c in row)]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    except csv.Error as e:
+        raise DataError(f"{name}: {_one_line(str(e))}") from None
+
+    roles = {_KNOWN.get(_normalise(field)): j for j, field in enumerate(rows[0])}
+    if "user" in roles and "item" in roles:
+        cols, rows = (roles["user"], roles["item"]), rows[1:]
+        if not rows:
+            raise DataError(f"{name}: no pairs after the header")
+    else:
+        cols = (0, 1)
+    users: list[str] = []
+    items: list[str] = []
+    for r, row in enumerate(rows):
+        if len(row) <= max(cols):
+            raise DataError(
+                f"{name}: row {r + 1}: expected a user and an item, got {len(row)} field(s)"
+            )
+        user, item = row[cols[0]].strip(), row[cols[1]].strip()
+        if not user or not item:
+            raise DataError(
+                f"{name}: row {r + 1}: the {'user' if not user else 'item'} id is empty"
+            )
+        users.append(user)
+        items.append(item)
+    return users, items

@@ -21,7 +21,7 @@ from . import nn, optim
 from .random import manual_seed
 from .tensor import Tensor, no_grad, tensor
 
-__all__ = ["MatrixFactorization", "fit", "parameters_numpy", "train"]
+__all__ = ["MatrixFactorization", "fit", "parameters_numpy", "predict_with_fallback", "train"]
 
 FORMS = ("onehot", "embedding")
 PARAMETER_NAMES = ("l1.weight", "b1.weight", "l2.weight", "b2.weight")
@@ -142,6 +142,37 @@ def parameters_numpy(model: MatrixFactorization) -> dict[str, np.ndarray]:
         name: p.value.copy()
         for name, p in zip(PARAMETER_NAMES, model.lecture_parameters(), strict=True)
     }
+
+
+def predict_with_fallback(model: MatrixFactorization, users, items) -> np.ndarray:
+    """Predictions as a float32 vector, where index ``-1`` marks a user or item never seen.
+
+    A pair the model knows gets :meth:`MatrixFactorization.predict`. An unseen user has no
+    features and no bias of its own, so its side contributes no interaction and the mean of
+    all user biases (likewise for an unseen item): a known item's prediction is then
+    ``5 * sigmoid(mean(b1) + c_i)``, its popularity among all users. Never NaN.
+    """
+    u, i = _indices(users, "users").value, _indices(items, "items").value
+    if u.shape != i.shape:
+        raise ValueError(f"{u.size} users but {i.size} items")
+    for idx, n, what in ((u, model.n_users, "user"), (i, model.n_items, "item")):
+        if idx.size and (idx.min() < -1 or idx.max() >= n):
+            raise IndexError(f"{what} indices must lie in -1 .. {n - 1}")
+
+    out = np.empty(u.shape, dtype=np.float32)
+    known = (u >= 0) & (i >= 0)
+    if known.any():
+        out[known] = model.predict(u[known], i[known])
+    if not known.all():
+        u, i = u[~known], i[~known]
+        with no_grad():
+            user_bias = model.b1.weight.reshape(-1)
+            item_bias = model.b2.weight.reshape(-1)
+            bu = np.where(u >= 0, user_bias.value[u], user_bias.mean().value)
+            ci = np.where(i >= 0, item_bias.value[i], item_bias.mean().value)
+            # no interaction term: an unseen side has no features to pair with
+            out[~known] = (nn.functional.sigmoid(Tensor(bu + ci)) * 5).value
+    return out
 
 
 def _indices(values, what: str) -> Tensor:
