@@ -393,7 +393,7 @@ def _round_to_float32(exact: Fraction, fallback: float) -> np.float32:
     f = np.float32(float(exact))
     candidates = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
     return min(
-        candidates,
+        (x for x in candidates if np.isfinite(x)),
         key=lambda x: (abs(Fraction(float(x)) - exact), int(np.array(x).view(np.uint32)) & 1),
     )
 
