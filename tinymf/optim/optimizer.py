@@ -86,7 +86,7 @@ class Optimizer:
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
-        for group, saved in zip(self.param_groups, saved_groups):
+        for group, saved in zip(self.param_groups, saved_groups, strict=True):
             if len(group["params"]) != len(saved["params"]):
                 raise ValueError("loaded state dict contains a group of a different size")
             group.update({k: v for k, v in saved.items() if k != "params"})
