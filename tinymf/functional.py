@@ -131,29 +131,77 @@ def div(a, b) -> Tensor:
     return record(out, (a, b), "DivBackward0", backward)
 
 
+def reciprocal(a: Tensor) -> Tensor:
+    """``1 / a``; torch computes ``number / tensor`` as ``tensor.reciprocal() * number``."""
+    a = _need_float(a, "reciprocal")
+    one = a.value.dtype.type(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = one / a.value
+
+    def backward(g):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (-g * (out * out),)  # torch: -grad * (result * result)
+
+    return record(out, (a,), "ReciprocalBackward0", backward)
+
+
 def neg(a: Tensor) -> Tensor:
     return record(-a.value, (a,), "NegBackward0", lambda g: (-g,))
+
+
+def _pow_value(x: np.ndarray, exponent) -> np.ndarray:
+    """``x ** exponent`` by the kernel torch picks for that exponent.
+
+    torch copies for 1, fills ones for 0, and has exact short forms for 2, 3, -1, -2, 0.5
+    (its sqrt) and -0.5 (one over a correctly rounded sqrt); only other exponents reach a
+    general power function (SLEEF's, within 1 ulp, on whole vector blocks; C's ``pow`` in
+    double on the rest, which is what is computed here).
+    """
+    one = x.dtype.type(1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if exponent == 0:
+            return np.ones_like(x)
+        if exponent == 1:
+            return x.copy()
+        if exponent == 2:
+            return x * x
+        if exponent == 3:
+            return x * x * x
+        if exponent == -1:
+            return one / x
+        if exponent == -2:
+            return one / (x * x)
+        if exponent == 0.5:
+            return np.asarray(arith.kernels.sqrt(x))
+        if exponent == -0.5:
+            return one / np.sqrt(x)
+        return np.power(x.astype(np.float64), float(exponent)).astype(x.dtype)
 
 
 def pow(a: Tensor, exponent) -> Tensor:  # noqa: A001 - torch's name
     if isinstance(exponent, Tensor):
         raise NotImplementedError("tinymf's pow takes a number as the exponent, not a tensor")
-    e = np.asarray(exponent, dtype=a.value.dtype) if a.is_floating_point() else exponent
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = a.value * a.value if exponent == 2 else np.power(a.value, e)
+    if not a.is_floating_point():
+        return Tensor(np.power(a.value, exponent))
+    out = _pow_value(a.value, exponent)
 
     def backward(g):
         if exponent == 0:
             return (np.zeros_like(g),)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            # torch: grad * (exponent * self.pow(exponent - 1))
-            base = a.value if exponent == 2 else np.power(a.value, e - 1)
-            return (g * (e * base),)
+        # torch: grad * (exponent * self.pow(exponent - 1)), the exponents in double
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (g * (_pow_value(a.value, exponent - 1) * g.dtype.type(exponent)),)
 
     return record(out, (a,), "PowBackward0", backward)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b``, split into dot, mv, mm or a batched product the way torch's matmul splits it.
+
+    Which BLAS routine runs, on which memory layout, decides the order of the sums inside
+    it; following torch's choice (folding batch dimensions into one mm where torch folds)
+    lets its kernel, substituted in the tests, give the same bits here.
+    """
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul takes two tensors")
     if a.value.dtype != b.value.dtype:
@@ -162,11 +210,82 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         )
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError("both arguments to matmul need to be at least 1-D")
-    out = arith.kernels.matmul(a.value, b.value)
+    if a.ndim == 1 and b.ndim == 1:
+        return _dot(a, b)
+    if a.ndim == 2 and b.ndim == 1:
+        return _mv(a, b)
+    if a.ndim == 1 and b.ndim == 2:
+        return squeeze(_mm(unsqueeze(a, 0), b), 0)
+    if a.ndim == 2 and b.ndim == 2:
+        return _mm(a, b)
+    if _should_fold(a, b):
+        # the larger operand becomes one tall matrix: (..., n, k) -> (N, k)
+        flip = b.ndim > a.ndim
+        t1 = transpose(b, -1, -2) if flip else a
+        t2 = (t(a) if a.ndim == 2 else a) if flip else b
+        batch = tuple(t1.shape[:-1])
+        folded = reshape(t1, int(np.prod(batch)), t1.shape[-1])
+        if t2.ndim == 1:
+            return reshape(_mv(folded, t2), *batch)
+        out = reshape(_mm(folded, t2), *batch, t2.shape[1])
+        if flip:
+            out = transpose(out, -1, -2)
+            out = record(np.ascontiguousarray(out.value), (out,), "CloneBackward0", lambda g: (g,))
+        return out
+    return _batched(a, b)
+
+
+def _should_fold(a: Tensor, b: Tensor) -> bool:
+    """torch's rule for computing a batched product as one mm (or mv) without copies."""
+    a_larger = a.ndim >= b.ndim
+    t1 = a.value if a_larger else np.swapaxes(b.value, -1, -2)
+    small = b if a_larger else a
+    if not (t1.ndim >= 3 and small.ndim <= 2):
+        return False
+    if small.requires_grad:
+        return True  # saves a large expanded copy of the small operand in backward
+    if a.ndim == 2:
+        return False
+    if t1.size == 0:
+        return True
+    strides = [s // t1.itemsize for s in t1.strides]
+    return all(strides[i] == strides[i + 1] * t1.shape[i + 1] for i in range(t1.ndim - 2))
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    out = np.asarray(arith.kernels.matmul(a.value, b.value))
 
     def backward(g):
-        if a.ndim == 2 and b.ndim == 2:
-            return _mm_backward(g, a, b)
+        # torch: grad * other, one product per element
+        ga = g * b.value if a.requires_grad else None
+        gb = g * a.value if b.requires_grad else None
+        return ga, gb
+
+    return record(out, (a, b), "DotBackward0", backward)
+
+
+def _mv(a: Tensor, b: Tensor) -> Tensor:
+    out = np.asarray(arith.kernels.matmul(a.value, b.value))
+
+    def backward(g):
+        # torch: grad.ger(vec) (single products) and self.t().mv(grad)
+        ga = g[:, None] * b.value[None, :] if a.requires_grad else None
+        gb = np.asarray(arith.kernels.matmul(a.value.T, g)) if b.requires_grad else None
+        return ga, gb
+
+    return record(out, (a, b), "MvBackward0", backward)
+
+
+def _mm(a: Tensor, b: Tensor) -> Tensor:
+    out = np.asarray(arith.kernels.matmul(a.value, b.value))
+    return record(out, (a, b), "MmBackward0", lambda g: _mm_backward(g, a, b))
+
+
+def _batched(a: Tensor, b: Tensor) -> Tensor:
+    """Broadcast batched product; gradients summed back over broadcast batch dimensions."""
+    out = np.asarray(arith.kernels.matmul(a.value, b.value))
+
+    def backward(g):
         av = a.value if a.ndim > 1 else a.value[None, :]
         bv = b.value if b.ndim > 1 else b.value[:, None]
         g2 = g
@@ -177,20 +296,18 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         ga = gb = None
         if a.requires_grad:
             ga = arith.kernels.matmul(g2, np.swapaxes(bv, -1, -2))
-            ga = sum_to(ga, av.shape).reshape(a.shape)
+            ga = sum_to(np.asarray(ga), av.shape).reshape(a.shape)
         if b.requires_grad:
             gb = arith.kernels.matmul(np.swapaxes(av, -1, -2), g2)
-            gb = sum_to(gb, bv.shape).reshape(b.shape)
+            gb = sum_to(np.asarray(gb), bv.shape).reshape(b.shape)
         return ga, gb
 
-    name = "MmBackward0" if a.ndim == 2 and b.ndim == 2 else "MatmulBackward0"
-    return record(np.asarray(out), (a, b), name, backward)
+    return record(out, (a, b), "BmmBackward0", backward)
 
 
 def _column_major(x: np.ndarray) -> bool:
-    return x.ndim == 2 and x.shape[0] > 1 and x.strides[0] == x.itemsize and (
-        x.shape[1] == 1 or x.strides[1] == x.itemsize * x.shape[0]
-    )
+    # torch's test in mm_mat1_backward / mm_mat2_backward, on the strides in elements
+    return x.ndim == 2 and x.strides[0] == x.itemsize and x.strides[1] == x.itemsize * x.shape[0]
 
 
 def _mm_backward(g: np.ndarray, a: Tensor, b: Tensor):
@@ -232,11 +349,10 @@ def exp(a: Tensor) -> Tensor:
 
 def log(a: Tensor) -> Tensor:
     a = _need_float(a, "log")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(a.value)
+    out = arith.log(a.value)  # MKL's vector log in torch: a vendor kernel
 
     def backward(g):
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return (g / a.value,)
 
     return record(out, (a,), "LogBackward0", backward)
@@ -264,13 +380,15 @@ def sigmoid(a: Tensor) -> Tensor:
 
 def tanh(a: Tensor) -> Tensor:
     a = _need_float(a, "tanh")
-    out = np.tanh(a.value)
+    out = arith.tanh(a.value)  # MKL's vector tanh in torch: a vendor kernel
     one = np.asarray(1, dtype=out.dtype)
-    return record(out, (a,), "TanhBackward0", lambda g: (g * (one - out * out),))
+    # torch's tanh_backward, g * (1 - y * y): its AVX2 build fuses 1 - y * y into one FMA
+    return record(out, (a,), "TanhBackward0", lambda g: (g * arith.mul_add(-out, out, one),))
 
 
 def relu(a: Tensor) -> Tensor:
-    out = np.maximum(a.value, 0).astype(a.value.dtype)
+    # torch's clamp_min(x, 0) keeps x where x is not below 0: -0 stays -0, NaN stays NaN
+    out = np.where(a.value < 0, np.zeros((), a.value.dtype), a.value)
     # torch's threshold_backward: the gradient passes where the output is positive
     zero = np.zeros((), dtype=a.value.dtype)
     return record(out, (a,), "ReluBackward0", lambda g: (np.where(out <= 0, zero, g),))
@@ -282,14 +400,20 @@ def abs(a: Tensor) -> Tensor:  # noqa: A001 - torch's name
 
 
 def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
-    out = np.clip(a.value, min, max).astype(a.value.dtype)
+    # bounds in the tensor's type; like torch's std::max/std::min, an element equal to a bound
+    # (+0 against -0) is kept as it is, and NaN stays NaN
+    x = a.value
+    lo = None if min is None else x.dtype.type(min)
+    hi = None if max is None else x.dtype.type(max)
+    out = x if lo is None else np.where(x < lo, lo, x)
+    out = out if hi is None else np.where(hi < out, hi, out)
 
     def backward(g):
         keep = np.ones(a.shape, dtype=bool)
-        if min is not None:
-            keep &= a.value >= min
-        if max is not None:
-            keep &= a.value <= max
+        if lo is not None:
+            keep &= x >= lo
+        if hi is not None:
+            keep &= x <= hi
         return (np.where(keep, g, np.zeros((), g.dtype)),)
 
     return record(out, (a,), "ClampBackward1", backward)
@@ -328,7 +452,8 @@ def sum(a: Tensor, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:  # 
         out = arith.reduce_sum(value, axis=axes if a.ndim else None, keepdims=keepdim)
 
     def backward(g):
-        return (np.ascontiguousarray(_expand_back(g, a, axes, keepdim)),)
+        # order="C" copies a broadcast view; ascontiguousarray would make a 0-d gradient 1-d
+        return (np.asarray(_expand_back(g, a, axes, keepdim), order="C"),)
 
     return record(np.asarray(out), (a,), "SumBackward1" if axes else "SumBackward0", backward)
 
@@ -341,11 +466,11 @@ def mean(a: Tensor, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
         )
     axes = _axes(a, axis if dim is None else dim)
     out = arith.mean(a.value, axis=axes if a.ndim else None, keepdims=keepdim)
-    n = a.value.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
+    n = a.value.size if axes is None or a.ndim == 0 else int(np.prod([a.shape[i] for i in axes]))
 
     def backward(g):
         # torch: sum's gradient, divided by the number of elements averaged
-        return (np.ascontiguousarray(_expand_back(g, a, axes, keepdim)) / g.dtype.type(n),)
+        return (np.asarray(_expand_back(g, a, axes, keepdim), order="C") / g.dtype.type(n),)
 
     return record(np.asarray(out), (a,), "MeanBackward1" if axes else "MeanBackward0", backward)
 
@@ -498,7 +623,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     out = np.stack([x.value for x in tensors], axis=dim)
 
     def backward(g):
-        return tuple(np.ascontiguousarray(np.take(g, i, axis=dim)) for i in range(len(tensors)))
+        return tuple(np.asarray(np.take(g, i, axis=dim), order="C") for i in range(len(tensors)))
 
     return record(out, tuple(tensors), "StackBackward0", backward)
 
@@ -576,7 +701,8 @@ def install(cls: type) -> None:
     cls.__mul__ = cls.mul = mul
     cls.__rmul__ = mul
     cls.__truediv__ = cls.div = cls.divide = div
-    cls.__rtruediv__ = scalar_first(div)
+    cls.__rtruediv__ = lambda self, other: mul(reciprocal(self), other)  # as torch does
+    cls.reciprocal = reciprocal
     cls.__neg__ = cls.neg = neg
     cls.__pow__ = cls.pow = pow
     cls.__matmul__ = cls.matmul = cls.mm = matmul

@@ -323,7 +323,7 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         input_grads = node.backward_fn(grad)
         for obs in backward_observers:
             obs(node, grad, input_grads)
-        for inp, g in zip(node.inputs, input_grads):
+        for inp, g in zip(node.inputs, input_grads, strict=True):
             if g is None or not inp.requires_grad:
                 continue
             if inp.grad_fn is None:
@@ -368,7 +368,7 @@ def _infer_array(data, np_dtype) -> np.ndarray:
         arr = arr.astype(np_dtype)
     if arr.dtype.kind in "US":
         raise TypeError("can't make a tensor from strings")
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
 
 
 def tensor(data, dtype=None, *, requires_grad: bool = False, device=None) -> Tensor:

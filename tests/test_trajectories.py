@@ -1,0 +1,129 @@
+"""The recommender trained by tinymf next to the same model trained by torch (``reference``).
+
+Hypothesis draws small rating tables, seeds, sizes and learning rates; both sides start from
+the same seed, and their parameters are compared after 1, 10 and 100 epochs. With torch's
+vendor kernels substituted every epoch is bit-equal; with NumPy's own, the drift stays
+within the bounds below, measured as explained in docs/exactness.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_ops import BIT_EQUAL, Bound, Seam, assert_bit_equal, assert_within, dump_measured
+
+import tinymf
+from tinymf import models
+
+reference = pytest.importorskip("reference")
+
+CHECKPOINTS = (1, 10, 100)
+
+# Worst drift of any parameter from torch's, with NumPy's sqrt and matrix product, over the
+# derandomized examples of both Hypothesis profiles at both kernel levels (docs/exactness.md).
+EXACTNESS = {
+    "MatrixFactorization, initial weights": BIT_EQUAL,
+    "MatrixFactorization, loss of epoch 1": BIT_EQUAL,
+    "MatrixFactorization onehot, epoch 1": Seam(Bound(ulp=64, abs=5.960464477539063e-08)),
+    "MatrixFactorization onehot, epoch 10": Seam(Bound(ulp=14592, abs=4.76837158203125e-07)),
+    "MatrixFactorization onehot, epoch 100": Seam(Bound(ulp=2816, abs=1.9073486328125e-06)),
+    "MatrixFactorization embedding, epoch 1": Seam(Bound(ulp=64, abs=1.1920928955078125e-07)),
+    "MatrixFactorization embedding, epoch 10": Seam(Bound(ulp=608, abs=1.6093254089355469e-06)),
+    "MatrixFactorization embedding, epoch 100": Seam(Bound(ulp=2390, abs=2.7418136596679688e-06)),
+}
+
+RUNS = settings(
+    max_examples=max(3, settings.default.max_examples // 8),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+# a bound is a measurement: the examples that measured it are the ones that check it
+MEASURED_RUNS = settings(RUNS, derandomize=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _write_measurements():
+    yield
+    dump_measured()
+
+
+@st.composite
+def rating_tables(draw) -> dict:
+    """Who rated what, how, and how the model is set up: a small lecture-like problem."""
+    n_users, n_items = draw(st.integers(1, 12)), draw(st.integers(1, 10))
+    pairs = draw(
+        st.lists(
+            st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)),
+            min_size=1,
+            max_size=min(60, n_users * n_items),
+            unique=True,
+        )
+    )
+    scores = st.sampled_from([1.0, 2.0, 2.5, 3.0, 4.0, 4.5, 5.0]) | st.floats(0.5, 5, width=32)
+    ratings = draw(st.lists(scores, min_size=len(pairs), max_size=len(pairs)))
+    return {
+        "users": np.array([u for u, _ in pairs], dtype=np.int64),
+        "items": np.array([i for _, i in pairs], dtype=np.int64),
+        "ratings": np.array(ratings, dtype=np.float32),
+        "n_users": n_users,
+        "n_items": n_items,
+        "dim": draw(st.integers(1, 3)),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+        "lr": draw(st.sampled_from([0.1, 0.01])),
+    }
+
+
+def train_both(table: dict, form: str) -> tuple[dict, dict]:
+    """Parameters (and losses) of each side at the start and after each checkpoint."""
+
+    def run(lib, module) -> dict:
+        lib.manual_seed(table["seed"])
+        model = module.MatrixFactorization(
+            table["n_users"], table["n_items"], dim=table["dim"], form=form
+        )
+        seen = {0: module.parameters_numpy(model)}
+
+        def keep(epoch, loss, m):
+            if epoch + 1 in CHECKPOINTS:
+                seen[epoch + 1] = module.parameters_numpy(m)
+
+        seen["losses"] = module.train(
+            model, table["users"], table["items"], table["ratings"],
+            epochs=CHECKPOINTS[-1], lr=table["lr"], callback=keep,
+        )  # fmt: skip
+        return seen
+
+    import torch
+
+    return run(tinymf, models), run(torch, reference)
+
+
+@pytest.mark.parametrize("form", ["onehot", "embedding"])
+@RUNS
+@given(table=rating_tables())
+def test_training_is_bit_equal_to_torch_with_torch_kernels(table, form, torch_kernels):
+    ours, theirs = train_both(table, form)
+    for epoch in (0,) + CHECKPOINTS:
+        for name in models.PARAMETER_NAMES:
+            assert_bit_equal(ours[epoch][name], theirs[epoch][name], f"{name}, epoch {epoch}")
+    assert ours["losses"] == theirs["losses"]
+
+
+@pytest.mark.parametrize("form", ["onehot", "embedding"])
+@MEASURED_RUNS
+@given(table=rating_tables())
+def test_training_drift_with_numpy_kernels_stays_within_the_measured_bound(table, form):
+    assert tinymf.arith.kernels.sqrt is np.sqrt and tinymf.arith.kernels.matmul is np.matmul
+    ours, theirs = train_both(table, form)
+    for name in models.PARAMETER_NAMES:
+        assert_bit_equal(ours[0][name], theirs[0][name], f"initial {name}")
+    # the first loss is computed before any sqrt or matrix-product gradient is used
+    assert ours["losses"][0] == theirs["losses"][0]
+    for epoch in CHECKPOINTS:
+        key = f"MatrixFactorization {form}, epoch {epoch}"
+        for name in models.PARAMETER_NAMES:
+            assert_within(ours[epoch][name], theirs[epoch][name], EXACTNESS[key].numpy,
+                          f"{name}, epoch {epoch}", key)  # fmt: skip
