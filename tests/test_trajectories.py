@@ -1,9 +1,10 @@
 """The recommender trained by tinymf next to the same model trained by torch (``reference``).
 
-Hypothesis draws small rating tables, seeds, sizes and learning rates; both sides start from
-the same seed, and their parameters are compared after 1, 10 and 100 epochs. With torch's
-vendor kernels substituted every epoch is bit-equal; with NumPy's own, the drift stays
-within the bounds below, measured as explained in docs/exactness.md.
+Both sides start from the same seed and their parameters are compared after 1, 10 and 100
+epochs. With torch's vendor kernels substituted, every epoch is bit-equal on rating tables,
+seeds, sizes and learning rates that Hypothesis draws; with NumPy's own, the drift on a fixed
+set of tables drawn the same way stays within the bounds below, measured on those tables as
+docs/exactness.md explains.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ reference = pytest.importorskip("reference")
 CHECKPOINTS = (1, 10, 100)
 
 # Worst drift of any parameter from torch's, with NumPy's sqrt and matrix product, over the
-# derandomized examples of both Hypothesis profiles at both kernel levels (docs/exactness.md).
+# fixed tables of the long profile (which begin with the ci profile's) at both kernel levels.
 EXACTNESS = {
     "MatrixFactorization, initial weights": BIT_EQUAL,
     "MatrixFactorization, loss of epoch 1": BIT_EQUAL,
@@ -40,8 +41,10 @@ RUNS = settings(
 )
 
 
-# a bound is a measurement: the examples that measured it are the ones that check it
-MEASURED_RUNS = settings(RUNS, derandomize=True)
+# A bound is a measurement, checked on the very tables that measured it: fixed ones from
+# NumPy's generator (Hypothesis's examples change with the code around them; see test_ops).
+# The ci profile's 5 tables are the first 5 of the long profile's 125.
+FIXED_TABLES = max(3, settings.default.max_examples // 8)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -73,6 +76,30 @@ def rating_tables(draw) -> dict:
         "dim": draw(st.integers(1, 3)),
         "seed": draw(st.integers(0, 2**32 - 1)),
         "lr": draw(st.sampled_from([0.1, 0.01])),
+    }
+
+
+def fixed_table(i: int) -> dict:
+    """Table number ``i`` of the fixed set, drawn like :func:`rating_tables`."""
+    rng = np.random.default_rng([i, 1729])
+    n_users, n_items = int(rng.integers(1, 13)), int(rng.integers(1, 11))
+    cells = rng.choice(n_users * n_items, int(rng.integers(1, min(60, n_users * n_items) + 1)),
+                       replace=False)  # fmt: skip
+    scores = np.array([1.0, 2.0, 2.5, 3.0, 4.0, 4.5, 5.0])
+    ratings = np.where(
+        rng.integers(2, size=cells.size) == 0,
+        scores[rng.integers(len(scores), size=cells.size)],
+        rng.uniform(0.5, 5, cells.size),
+    )
+    return {
+        "users": (cells // n_items).astype(np.int64),
+        "items": (cells % n_items).astype(np.int64),
+        "ratings": ratings.astype(np.float32),
+        "n_users": n_users,
+        "n_items": n_items,
+        "dim": int(rng.integers(1, 4)),
+        "seed": int(rng.integers(0, 2**32)),
+        "lr": float(rng.choice([0.1, 0.01])),
     }
 
 
@@ -113,17 +140,16 @@ def test_training_is_bit_equal_to_torch_with_torch_kernels(table, form, torch_ke
 
 
 @pytest.mark.parametrize("form", ["onehot", "embedding"])
-@MEASURED_RUNS
-@given(table=rating_tables())
-def test_training_drift_with_numpy_kernels_stays_within_the_measured_bound(table, form):
+def test_training_drift_with_numpy_kernels_stays_within_the_measured_bound(form):
     assert tinymf.arith.kernels.sqrt is np.sqrt and tinymf.arith.kernels.matmul is np.matmul
-    ours, theirs = train_both(table, form)
-    for name in models.PARAMETER_NAMES:
-        assert_bit_equal(ours[0][name], theirs[0][name], f"initial {name}")
-    # the first loss is computed before any sqrt or matrix-product gradient is used
-    assert ours["losses"][0] == theirs["losses"][0]
-    for epoch in CHECKPOINTS:
-        key = f"MatrixFactorization {form}, epoch {epoch}"
+    for i in range(FIXED_TABLES):
+        ours, theirs = train_both(fixed_table(i), form)
         for name in models.PARAMETER_NAMES:
-            assert_within(ours[epoch][name], theirs[epoch][name], EXACTNESS[key].numpy,
-                          f"{name}, epoch {epoch}", key)  # fmt: skip
+            assert_bit_equal(ours[0][name], theirs[0][name], f"table {i}, initial {name}")
+        # the first loss is computed before any sqrt or matrix-product gradient is used
+        assert ours["losses"][0] == theirs["losses"][0], f"table {i}"
+        for epoch in CHECKPOINTS:
+            key = f"MatrixFactorization {form}, epoch {epoch}"
+            for name in models.PARAMETER_NAMES:
+                assert_within(ours[epoch][name], theirs[epoch][name], EXACTNESS[key].numpy,
+                              f"table {i}, {name}, epoch {epoch}", key)  # fmt: skip
