@@ -142,11 +142,17 @@ def dump_measured() -> None:
 def assert_within(actual, expected, bound: Bound, what: str, key: str, scale=None) -> None:
     """``actual`` is no further from ``expected`` than ``bound``; records the distance seen.
 
-    ``scale`` is the magnitude (``sum |a*b|``) for ``Bound(of="magnitude")``.
+    ``scale`` is the magnitude (``sum |a*b|``) for ``Bound(of="magnitude")``. Elements whose
+    magnitude is beyond the dtype's range are left out: such a sum overflows part way or not,
+    to inf or to NaN, depending on the order of its terms, so any two orders may disagree.
     """
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
+    if bound.of == "magnitude":
+        scale = np.broadcast_to(np.asarray(scale), actual.shape)
+        keep = scale <= np.finfo(actual.dtype).max
+        actual, expected, scale = actual[keep], expected[keep], scale[keep]
     if actual.size == 0:
         return
     both_nan = np.isnan(actual) & np.isnan(expected)
@@ -186,13 +192,13 @@ EXACTNESS: dict[str, object] = {
     "neg": BIT_EQUAL,
     "pow": BIT_EQUAL,
     "pow (exponent 0.5)": Seam(Bound(ulp=1)),
-    "pow (other exponents)": Bound(ulp=26),
-    "matmul": Seam(Bound(ulp=9.5, of="magnitude")),
+    "pow (other exponents)": Bound(ulp=22),
+    "matmul": Seam(Bound(ulp=3, of="magnitude")),
     "exp": Seam(Bound(ulp=2)),
     "log": Seam(Bound(ulp=1)),
     "sqrt": Seam(Bound(ulp=2)),
     "sigmoid": BIT_EQUAL,
-    "tanh": Seam(Bound(ulp=8281)),
+    "tanh": Seam(Bound(ulp=2, of="magnitude")),
     "relu": BIT_EQUAL,
     "abs": BIT_EQUAL,
     "clamp": BIT_EQUAL,
@@ -212,8 +218,8 @@ EXACTNESS: dict[str, object] = {
     "stack": BIT_EQUAL,
     "where": BIT_EQUAL,
     "float/double": BIT_EQUAL,
-    "linear": Seam(Bound(ulp=12, of="magnitude")),
-    "linear (one-hot input)": Seam(Bound(ulp=1, of="magnitude")),
+    "linear": Seam(Bound(ulp=4, of="magnitude")),
+    "linear (one-hot input)": Seam(Bound(ulp=2, of="magnitude")),
     "embedding": BIT_EQUAL,
     "mse_loss": BIT_EQUAL,
     "one_hot": BIT_EQUAL,
@@ -303,6 +309,7 @@ def unary_args(draw, dtype, elements) -> tuple:
 # torch has a short form of its own for each of these exponents and for exponent - 1 (the
 # gradient's); the others reach a power function (-2 and -0.5 in their gradients)
 EXACT_EXPONENTS = (0, 1, 2, 3, -1, 0.0, 2.0, -1.0)
+OTHER_EXPONENTS = (-2, -0.5, 1.5, 2.5, -1.5, 0.25, 4, -3, 1.1)
 
 
 def pow_args(exponents):
@@ -536,7 +543,86 @@ def one_hot_args(draw, dtype, elements) -> tuple:
     return idx, classes
 
 
+# -- fixed examples, for the measured bounds --------------------------------------------------
+#
+# A bound is a measurement, so it is checked on the very inputs that measured it. Hypothesis
+# cannot promise those: even derandomized, it mixes constants found in the loaded modules into
+# what it draws, so its examples change with the code around them. These come from NumPy's
+# generator, seeded by the case and the example's number: the same inputs on every run, and the
+# first 40 (the ci profile) are the first 40 of the long profile's 1000.
+
+
+def example_rng(name: str, i: int) -> np.random.Generator:
+    return np.random.default_rng([i, *name.encode()])
+
+
+def fixed_shape(rng: np.random.Generator) -> tuple:
+    kind = rng.integers(3)
+    if kind == 0:
+        return tuple(int(s) for s in rng.integers(0, 6, rng.integers(0, 4)))
+    if kind == 1:
+        return (int(rng.integers(6, 81)),)
+    return (int(rng.integers(1, 7)), int(rng.integers(6, 41)))
+
+
+def fixed_values(rng: np.random.Generator, dtype, shape) -> np.ndarray:
+    """Like :func:`values`: special values, small numbers and large ones, a third each."""
+    n = int(np.prod(shape, dtype=np.int64))
+    kind = rng.integers(3, size=n)
+    special = np.array(SPECIAL)[rng.integers(len(SPECIAL), size=n)]
+    v = np.where(kind == 0, special, rng.uniform(-5, 5, n))
+    v = np.where(kind == 2, rng.uniform(-1e4, 1e4, n), v)
+    return v.astype(dtype).reshape(shape)
+
+
+def fixed_unary(rng, dtype) -> tuple:
+    return (fixed_values(rng, dtype, fixed_shape(rng)),)
+
+
+def fixed_pow(exponents):
+    return lambda rng, dtype: (*fixed_unary(rng, dtype), exponents[rng.integers(len(exponents))])
+
+
+def fixed_matmul(kinds=MATMUL_KINDS):
+    def args(rng, dtype) -> tuple:
+        n, k, m = (int(v) for v in rng.integers([0, 0, 0], [7, 41, 7]))
+        kind = kinds[rng.integers(len(kinds))]
+        broadcast = [((2, n, k), (k, m)), ((n, k), (2, k, m)), ((2, 1, n, k), (3, k, m))]
+        shapes = {
+            "dot": ((k,), (k,)), "mv": ((n, k), (k,)), "vm": ((k,), (k, m)),
+            "mm": ((n, k), (k, m)), "bmm": ((3, n, k), (3, k, m)),
+            "broadcast": broadcast[rng.integers(3)],
+        }[kind]  # fmt: skip
+        return tuple(fixed_values(rng, dtype, s) for s in shapes)
+
+    return args
+
+
+def fixed_linear(rng, dtype) -> tuple:
+    n_in, n_out = int(rng.integers(0, 41)), int(rng.integers(0, 7))
+    lead = [(), (0,), (1,), (5,), (3, 4)][rng.integers(5)]
+    x = fixed_values(rng, dtype, lead + (n_in,))
+    w = fixed_values(rng, dtype, (n_out, n_in))
+    return x, w, fixed_values(rng, dtype, (n_out,)) if rng.integers(2) else None
+
+
+def fixed_onehot_linear(rng, dtype) -> tuple:
+    classes, n_out = int(rng.integers(1, 13)), int(rng.integers(1, 5))
+    idx = rng.integers(0, classes, rng.integers(0, 71))
+    w = fixed_values(rng, dtype, (n_out, classes))
+    return idx, classes, w, fixed_values(rng, dtype, (n_out,)) if rng.integers(2) else None
+
+
 # -- the operations ----------------------------------------------------------------------------
+
+
+def tanh_magnitude(args, out, upstream) -> dict:
+    """tanh's value is its own scale; its gradient ``g * (1 - y*y)`` is measured against |g|.
+
+    Where y is within an ulp of ±1, ``1 - y*y`` is 0 on one side and 2**-23 on the other: a
+    tiny difference next to the upstream gradient, but any number of ulps of the result.
+    """
+    return {"out": np.abs(out).astype(np.float64), 0: np.abs(upstream).astype(np.float64)}
 
 
 @dataclass(frozen=True)
@@ -548,6 +634,10 @@ class Case:
     warns: bool = False  # compare which warnings each side raises
     smooth: Callable = smooth  # values for the finite-difference check
     gradcheck: tuple = ()  # options for it, as (name, value) pairs
+    fixed: Callable | None = None  # fixed(rng, dtype) -> arguments, for measured bounds
+    # magnitude(args, out, upstream) -> {"out": ..., 0: ...}: the scale of each result, for a
+    # Bound(of="magnitude") that is not a sum of products
+    magnitude: Callable | None = None
 
     @property
     def id(self) -> str:
@@ -576,18 +666,21 @@ CASES = [
     Case("pow", "a ** e", lambda lib, a, e: a**e, pow_args(st.sampled_from(EXACT_EXPONENTS)),
          smooth=positive),
     Case("pow (exponent 0.5)", "", lambda lib, a, e: a.pow(e), pow_args(st.just(0.5)),
-         smooth=positive),
+         smooth=positive, fixed=fixed_pow([0.5])),
     Case("pow (other exponents)", "", lambda lib, a, e: a**e,
-         pow_args(st.sampled_from([-2, -0.5, 1.5, 2.5, -1.5, 0.25, 4, -3, 1.1])), smooth=positive),
-    Case("matmul", "a @ b", lambda lib, a, b: a @ b, matmul_args),
+         pow_args(st.sampled_from(OTHER_EXPONENTS)), smooth=positive,
+         fixed=fixed_pow(OTHER_EXPONENTS)),
+    Case("matmul", "a @ b", lambda lib, a, b: a @ b, matmul_args, fixed=fixed_matmul()),
     Case("matmul", "torch.mm", lambda lib, a, b: lib.mm(a, b),
-         lambda d, e: matmul_args(d, e, kinds=("mm",))),
-    Case("exp", "", lambda lib, a: lib.exp(a), unary_args),
-    Case("log", "", lambda lib, a: a.log(), unary_args, smooth=positive),
-    Case("sqrt", "", lambda lib, a: lib.sqrt(a), unary_args, smooth=positive),
+         lambda d, e: matmul_args(d, e, kinds=("mm",)), fixed=fixed_matmul(("mm",))),
+    Case("exp", "", lambda lib, a: lib.exp(a), unary_args, fixed=fixed_unary),
+    Case("log", "", lambda lib, a: a.log(), unary_args, smooth=positive, fixed=fixed_unary),
+    Case("sqrt", "", lambda lib, a: lib.sqrt(a), unary_args, smooth=positive,
+         fixed=fixed_unary),
     Case("sigmoid", "torch.sigmoid", lambda lib, a: lib.sigmoid(a), unary_args),
     Case("sigmoid", "nn.Sigmoid", lambda lib, a: lib.nn.Sigmoid()(a), unary_args),
-    Case("tanh", "", lambda lib, a: a.tanh(), unary_args),
+    Case("tanh", "", lambda lib, a: a.tanh(), unary_args, fixed=fixed_unary,
+         magnitude=tanh_magnitude),
     Case("relu", "", lambda lib, a: lib.relu(a), unary_args, smooth=away_from_zero),
     Case("abs", "", lambda lib, a: abs(a), unary_args, smooth=away_from_zero),
     Case("clamp", "", lambda lib, a, lo, hi: a.clamp(lo, hi), clamp_args,
@@ -620,14 +713,16 @@ CASES = [
          gradcheck=(("eps", 1e-3),)),
     Case("float/double", ".double()", lambda lib, a: a.double() * 1, unary_args),
     Case("linear", "", lambda lib, x, w, b: lib.nn.functional.linear(x, w, b),
-         linear_args),
-    Case("linear (one-hot input)", "", onehot_linear, onehot_linear_args),
+         linear_args, fixed=fixed_linear),
+    Case("linear (one-hot input)", "", onehot_linear, onehot_linear_args,
+         fixed=fixed_onehot_linear),
     Case("embedding", "", lambda lib, i, w: lib.nn.functional.embedding(i, w), embedding_args),
     Case("mse_loss", "", lambda lib, a, b, r: lib.nn.functional.mse_loss(a, b, reduction=r),
          mse_args, warns=True),
     Case("one_hot", "", lambda lib, i, c: lib.nn.functional.one_hot(i, c), one_hot_args),
 ]  # fmt: skip
 assert {c.key for c in CASES} == set(EXACTNESS), "every table entry is tested, and only those"
+assert all(c.fixed for c in CASES if EXACTNESS[c.key] != BIT_EQUAL), "a bound needs examples"
 
 
 # -- running one case on both sides ----------------------------------------------------------
@@ -679,8 +774,12 @@ def check_against_torch(case: Case, args: tuple, seed: int, torch_kernels: bool)
         assert bool(our_warnings) == bool(their_warnings), (our_warnings, their_warnings)
 
     expected = theirs.detach().numpy()
-    by_magnitude = getattr(how, "of", "") == "magnitude"
-    scales = _magnitudes(case, args, expected, seed) if by_magnitude else {}
+    scales = {}
+    if getattr(how, "of", "") == "magnitude":
+        if case.magnitude is not None:
+            scales = case.magnitude(args, expected, _upstream(expected, seed))
+        else:
+            scales = _magnitudes(case, args, expected, seed)
     _compare(ours.value, expected, how, f"{case.id} forward", case.key, scales.get("out"))
     assert ours.requires_grad == theirs.requires_grad
     if not theirs.requires_grad:
@@ -749,7 +848,8 @@ BOUNDED = [
 DEFAULT_KERNELS = {name: getattr(tinymf.arith.kernels, name) for name in vars(tinymf.arith.kernels)}
 
 
-def _numpy_kernels_only() -> None:
+def assert_numpy_kernels() -> None:
+    """tinymf's own NumPy kernels are in the seam (no test left torch's behind)."""
     now = {name: getattr(tinymf.arith.kernels, name) for name in DEFAULT_KERNELS}
     assert now == DEFAULT_KERNELS, "a test left a substituted kernel behind"
 
@@ -783,7 +883,7 @@ def _draw_and_check(case: Case, data, torch_kernels: bool) -> None:
 @pytest.mark.parametrize("case", BIT_EQUAL_CASES, ids=lambda c: c.id)
 @given(data=st.data())
 def test_op_forward_and_gradients_are_bit_equal_to_torch(case, data):
-    _numpy_kernels_only()
+    assert_numpy_kernels()
     _draw_and_check(case, data, torch_kernels=False)
 
 
@@ -794,18 +894,23 @@ def test_vendor_kernel_ops_are_bit_equal_with_torch_kernels(case, data, all_torc
     _draw_and_check(case, data, torch_kernels=True)
 
 
-# A bound is a measurement, so the examples that measured it are the ones that check it:
-# derandomized, each profile runs the same examples every time (docs/exactness.md says how
-# the bounds were measured, over both profiles and both kernel levels).
+# as many fixed examples as Hypothesis runs for the other tests: 40, or 1000 when long
+FIXED_EXAMPLES = settings.default.max_examples
+
+
 @pytest.mark.parametrize(("case", "kernels"), BOUNDED)
-@settings(WITH_FIXTURE, derandomize=True)
-@given(data=st.data())
-def test_op_forward_and_gradients_stay_within_the_measured_bound(case, kernels, data, request):
+def test_op_forward_and_gradients_stay_within_the_measured_bound(case, kernels, request):
     if kernels == "torch":
         request.getfixturevalue("all_torch_kernels")
     else:
-        _numpy_kernels_only()
-    _draw_and_check(case, data, torch_kernels=kernels == "torch")
+        assert_numpy_kernels()
+    for i in range(FIXED_EXAMPLES):
+        dtype = DTYPES[i % 2]
+        args = case.fixed(example_rng(case.id, i), dtype)
+        try:
+            check_against_torch(case, args, i, torch_kernels=kernels == "torch")
+        except AssertionError as e:
+            raise AssertionError(f"fixed example {i} ({np.dtype(dtype)}, {args}): {e}") from e
 
 
 def _float64_only(args):

@@ -117,17 +117,16 @@ import builtins as _builtins  # noqa: E402
 
 _bool = _builtins.bool
 
-from . import nn, optim  # noqa: E402
+from . import autograd, nn, optim  # noqa: E402
 
 __all__ = [
-    "Generator", "Size", "Tensor", "abs", "add", "allclose", "arange", "arith", "as_tensor",
-    "bool", "cat", "clamp", "concat", "concatenate", "div", "double", "dtype", "dtypes",
-    "empty", "enable_grad", "equal", "exp", "eye", "flatten", "float", "float16", "float32",
-    "float64", "from_numpy", "full", "get_default_dtype", "get_num_threads", "half",
-    "initial_seed", "int", "int8", "int16", "int32", "int64", "is_grad_enabled", "is_tensor",
-    "log", "long", "manual_seed", "matmul", "mean", "mm", "mul", "nn", "no_grad", "numel",
-    "ones", "ones_like", "optim", "rand", "randint", "randn", "randperm", "relu", "reshape",
-    "set_grad_enabled", "set_num_threads", "sigmoid", "sqrt", "squeeze", "stack", "sub", "sum",
-    "tanh", "tensor", "transpose", "uint8", "unique", "unsqueeze", "where", "zeros",
-    "zeros_like",
+    "abs", "add", "allclose", "arange", "arith", "as_tensor", "autograd", "bool", "cat", "clamp",
+    "concat", "concatenate", "div", "double", "dtype", "dtypes", "empty", "enable_grad", "equal",
+    "exp", "eye", "flatten", "float", "float16", "float32", "float64", "from_numpy", "full",
+    "Generator", "get_default_dtype", "get_num_threads", "half", "initial_seed", "int", "int16",
+    "int32", "int64", "int8", "is_grad_enabled", "is_tensor", "log", "long", "manual_seed",
+    "matmul", "mean", "mm", "mul", "nn", "no_grad", "numel", "ones", "ones_like", "optim", "rand",
+    "randint", "randn", "randperm", "relu", "reshape", "set_grad_enabled", "set_num_threads",
+    "sigmoid", "Size", "sqrt", "squeeze", "stack", "sub", "sum", "tanh", "Tensor", "tensor",
+    "transpose", "uint8", "unique", "unsqueeze", "where", "zeros", "zeros_like",
 ]
