@@ -31,6 +31,11 @@ PROFILES = ("avx2", "default")
 _profile = "avx2"
 
 
+_F32_TIE_MASK = np.uint64((1 << 29) - 1)  # float64 mantissa bits below float32 precision
+_F32_TIE = np.uint64(1 << 28)  # ... set exactly halfway between two float32 neighbours
+_F32_LOW_EXPONENT = np.uint32(0x7F000000)  # all clear: a float32 below 2**-125 in magnitude
+
+
 def get_profile() -> str:
     """The arithmetic profile in force: ``"avx2"`` or ``"default"``."""
     return _profile
@@ -73,11 +78,12 @@ def fma(a, b, c) -> np.ndarray:
     s += c
     out = s.astype(np.float32)
     # rounding twice (to float64, then float32) differs from rounding once only when the
-    # float64 sum sits exactly halfway between two float32 values, or when the result is a
-    # float32 subnormal (fewer bits, another halfway point); redo those few exactly
-    low = s.view(np.uint64) & np.uint64(0x1FFFFFFF)
-    redo = (low == np.uint64(0x10000000)) | ((out.view(np.uint32) & np.uint32(0x7F000000)) == 0)
-    if np.any(redo):
+    # float64 sum sits exactly halfway between two float32 values, or when the result is
+    # near or below float32's subnormal range (fewer bits, another halfway point); redo
+    # those few exactly
+    redo = (s.view(np.uint64) & _F32_TIE_MASK) == _F32_TIE
+    redo |= (out.view(np.uint32) & _F32_LOW_EXPONENT) == 0
+    if redo.any():
         a, b, c = np.broadcast_arrays(a, b, c)
         out = np.array(out, copy=True)
         out[redo] = _fma32_exact(a[redo], b[redo], c[redo])
@@ -588,8 +594,6 @@ def mean(
 # same scalar code.
 # ---------------------------------------------------------------------------------------------
 
-_F32_TIE_MASK = np.uint64((1 << 29) - 1)  # float64 mantissa bits below float32 precision
-_F32_TIE = np.uint64(1 << 28)  # ... set exactly halfway between two float32 neighbours
 
 
 def _fma32_ties(v: np.ndarray) -> np.ndarray:
@@ -784,12 +788,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         neg = x.dtype.type(0) - flat
         if _profile == "avx2":
             # each element goes through exactly one of the two exps
+            vector_exp, scalar_exp = _sleef_expf, _glibc_expf
+            if not single:
+                vector_exp, scalar_exp = _sleef_exp, _glibc_exp
             tail = _scalar_tails(flat.size, 2 * _lanes(x.dtype))
-            vector = np.ones(flat.size, dtype=bool)
-            vector[tail] = False
+            if isinstance(tail, slice):
+                vector = slice(0, tail.start)  # one chunk: whole blocks, then its tail
+            else:
+                vector = np.ones(flat.size, dtype=bool)
+                vector[tail] = False
             e = np.empty_like(neg)
-            e[vector] = _sleef_expf(neg[vector]) if single else _sleef_exp(neg[vector])
-            e[tail] = _glibc_expf(neg[tail]) if single else _glibc_exp(neg[tail])
+            e[vector] = vector_exp(neg[vector])
+            e[tail] = scalar_exp(neg[tail])
         else:
             e = _glibc_expf(neg) if single else _glibc_exp(neg)
         out = one / (e + one)

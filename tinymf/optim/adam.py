@@ -67,10 +67,88 @@ class Adam(Optimizer):
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
+            params = [p for p in group["params"] if p.grad is not None]
+            if self._can_update_together(params, group):
+                self._update_together(params, group)
+            else:
+                for p in params:
                     self._update(p, group)
         return loss
+
+    def _can_update_together(self, params, group) -> bool:
+        """Whether one pass over the group's parameters laid end to end gives the same bits.
+
+        Every operation of a step is elementwise, with the same scalars for the whole group,
+        so it can run once over all of them: for parameters of one dtype, at the same step,
+        whose lerp takes the form that no vector block changes (``1 - beta1 < 0.5``). The
+        ``sqrt`` kernel still sees each parameter on its own, as torch's does.
+        """
+        if len(params) < 2 or self.step_observers or abs(1 - group["betas"][0]) >= 0.5:
+            return False
+        dtype = params[0].value.dtype
+        steps = {self.state[p]["step"] if p in self.state else 0 for p in params}
+        return len(steps) == 1 and all(
+            p.value.dtype == dtype and p.grad.value.dtype == dtype
+            and p.grad.value.shape == p.value.shape for p in params
+        )
+
+    def _update_together(self, params, group) -> None:
+        beta1, beta2 = group["betas"]
+        lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+        amsgrad = group["amsgrad"]
+        f = params[0].value.dtype.type
+        for p in params:
+            if p not in self.state:
+                self.state[p] = self._fresh_state(p.value, amsgrad)
+        states = [self.state[p] for p in params]
+        ends = np.cumsum([p.value.size for p in params])
+        pieces = [slice(e - p.value.size, e) for p, e in zip(params, ends, strict=True)]
+
+        def flat(arrays):
+            return np.concatenate([a.reshape(-1) for a in arrays])
+
+        param = flat([p.value for p in params])
+        g = flat([p.grad.value for p in params])
+        m = flat([s["exp_avg"] for s in states])
+        v = flat([s["exp_avg_sq"] for s in states])
+
+        if group["maximize"]:
+            g = -g
+        if wd != 0:
+            g = arith.mul_add(param, f(wd), g)
+        for s in states:
+            s["step"] += 1
+        t = states[0]["step"]
+
+        m = arith.mul_add(f(1 - beta1), g - m, m)
+        v = arith.mul_add(f(1 - beta2) * g, g, v * f(beta2))
+        bias_correction1 = 1 - beta1**t
+        bias_correction2_sqrt = (1 - beta2**t) ** 0.5
+        step_size = lr / bias_correction1
+        if amsgrad:
+            second = np.maximum(flat([s["max_exp_avg_sq"] for s in states]), v)
+        else:
+            second = v
+        root = np.empty_like(second)
+        for piece, p in zip(pieces, params, strict=True):
+            root[piece] = arith.kernels.sqrt(second[piece].reshape(p.value.shape)).reshape(-1)
+        denom = root / f(bias_correction2_sqrt) + f(eps)
+        param = param + (f(-step_size) * m) / denom
+
+        for piece, p, s in zip(pieces, params, states, strict=True):
+            shape = p.value.shape
+            p.value[...] = param[piece].reshape(shape)
+            s["exp_avg"][...] = m[piece].reshape(shape)
+            s["exp_avg_sq"][...] = v[piece].reshape(shape)
+            if amsgrad:
+                s["max_exp_avg_sq"][...] = second[piece].reshape(shape)
+
+    @staticmethod
+    def _fresh_state(param, amsgrad: bool) -> dict:
+        state = {"step": 0, "exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+        if amsgrad:
+            state["max_exp_avg_sq"] = np.zeros_like(param)
+        return state
 
     def _update(self, p, group) -> None:
         beta1, beta2 = group["betas"]
@@ -81,13 +159,7 @@ class Adam(Optimizer):
 
         state = self.state.get(p)
         if state is None:
-            state = self.state[p] = {
-                "step": 0,
-                "exp_avg": np.zeros_like(param),
-                "exp_avg_sq": np.zeros_like(param),
-            }
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(param)
+            state = self.state[p] = self._fresh_state(param, group["amsgrad"])
         m, v = state["exp_avg"], state["exp_avg_sq"]
         before = param.copy() if self.step_observers else None
 
