@@ -898,6 +898,55 @@ def test_vendor_kernel_ops_are_bit_equal_with_torch_kernels(case, data, all_torc
 FIXED_EXAMPLES = settings.default.max_examples
 
 
+def _matmul_layout_example(rng: np.random.Generator):
+    """Operands of 1 to 4 dimensions with broadcasting batches (sizes 0 to 3), matrices large
+    enough for MKL's blocked code, each stored in a random dimension order and viewed back,
+    and which of them need a gradient."""
+    dims = rng.integers(1, 5, 2)
+    n, k, m = (int(v) for v in rng.integers(0, 40, 3))
+    batch = [int(v) for v in rng.integers(0, 4, max(dims) - 2)] if max(dims) > 2 else []
+
+    def shape(nd, matrix):
+        own = [b if rng.random() < 0.7 else 1 for b in batch[len(batch) - (nd - 2) :]]
+        return tuple(own[: max(nd - 2, 0)]) + (matrix if nd >= 2 else matrix[-1:])
+
+    shapes = (shape(dims[0], (n, k)), shape(dims[1], (k, m)))
+    shapes = (shapes[0], shapes[1][:-2] + (k,) if dims[1] == 1 else shapes[1])
+    dtype = DTYPES[rng.integers(2)]
+    values = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    orders = [rng.permutation(len(s)) for s in shapes]
+    grads = [bool(g) for g in rng.integers(0, 2, 2)]
+    return values, orders, grads if any(grads) else [True, True]
+
+
+@pytest.mark.parametrize("block", range(10))
+def test_matmul_in_every_memory_layout_is_bit_equal_with_torch_kernels(block, torch_kernels):
+    # which BLAS routine runs, and on which strides, decides the order of a product's sums:
+    # torch folds, expands, copies and transposes its operands by rules of its own (strides
+    # of size-1 dimensions included), and tinymf must hand the kernel the very same problem
+    for i in range(block, 10 * FIXED_EXAMPLES, 10):
+        values, orders, grads = _matmul_layout_example(example_rng("matmul layout", i))
+        results = []
+        for lib in (torch, tinymf):
+            leaves = [
+                lib.tensor(np.transpose(v, o).copy(), requires_grad=g)
+                for v, o, g in zip(values, orders, grads, strict=True)
+            ]
+            a, b = (x.permute(*np.argsort(o).tolist()) for x, o in zip(leaves, orders, strict=True))
+            out = a @ b
+            if lib is torch:
+                upstream = _upstream(out.detach().numpy(), i)
+                out.backward(torch.from_numpy(upstream.copy()))
+            else:
+                out.backward(tinymf.tensor(upstream))
+            grads_seen = [np.asarray(x.grad.detach()) for x in leaves if x.grad is not None]
+            results.append([np.asarray(out.detach())] + grads_seen)
+        what = f"example {i}: {[v.shape for v in values]} stored as {orders}, grads {grads}"
+        assert len(results[0]) == len(results[1]), what
+        for ours, theirs in zip(results[1], results[0], strict=True):
+            assert_bit_equal(ours, theirs, what)
+
+
 @pytest.mark.parametrize(("case", "kernels"), BOUNDED)
 def test_op_forward_and_gradients_stay_within_the_measured_bound(case, kernels, request):
     if kernels == "torch":

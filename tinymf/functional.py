@@ -218,6 +218,13 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         return squeeze(_mm(unsqueeze(a, 0), b), 0)
     if a.ndim == 2 and b.ndim == 2:
         return _mm(a, b)
+    if a.ndim == 3 and b.ndim == 3 and a.shape[0] != b.shape[0]:
+        # torch drops a batch of one that needs a gradient, so that the product folds (see
+        # _should_fold) and the gradient is one mm rather than a sum over a broadcast batch
+        if a.shape[0] == 1 and a.requires_grad:
+            return matmul(squeeze(a, 0), b)
+        if b.shape[0] == 1 and b.requires_grad:
+            return matmul(a, squeeze(b, 0))
     if _should_fold(a, b):
         # the larger operand becomes one tall matrix: (..., n, k) -> (N, k)
         flip = b.ndim > a.ndim
@@ -282,24 +289,36 @@ def _mm(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _batched(a: Tensor, b: Tensor) -> Tensor:
-    """Broadcast batched product; gradients summed back over broadcast batch dimensions."""
-    out = np.asarray(arith.kernels.matmul(a.value, b.value))
+    """A broadcast batched product, built as torch builds it: each operand expanded to the
+    common batch shape and folded to 3-d (a copy where no view can express that), one bmm,
+    then the batch shape restored. The gradients then run through the same steps backwards,
+    so a substituted kernel sees each product in the memory layout torch's sees."""
+    n = a.shape[-2] if a.ndim > 1 else 1
+    m1 = a.shape[-1]
+    m2 = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    p = b.shape[-1] if b.ndim > 1 else 1
+    batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    count = int(np.prod(batch, dtype=np.int64))
+    a3 = reshape(expand(a, *batch, n, m1), count, n, m1)
+    if b.ndim == 1:
+        b3 = unsqueeze(reshape(expand(b, *batch, m2), count, m2), 2)
+    else:
+        b3 = reshape(expand(b, *batch, m2, p), count, m2, p)
+    out = _bmm(a3, b3)
+    if b.ndim == 1:
+        out = squeeze(out, -1)
+    shape = batch + ((n,) if a.ndim > 1 else ()) + ((p,) if b.ndim > 1 else ())
+    return reshape(out, *shape)
+
+
+def _bmm(a: Tensor, b: Tensor) -> Tensor:
+    mm = arith.kernels.matmul
+    out = np.asarray(mm(a.value, b.value))
 
     def backward(g):
-        av = a.value if a.ndim > 1 else a.value[None, :]
-        bv = b.value if b.ndim > 1 else b.value[:, None]
-        g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
-        ga = gb = None
-        if a.requires_grad:
-            ga = arith.kernels.matmul(g2, np.swapaxes(bv, -1, -2))
-            ga = sum_to(np.asarray(ga), av.shape).reshape(a.shape)
-        if b.requires_grad:
-            gb = arith.kernels.matmul(np.swapaxes(av, -1, -2), g2)
-            gb = sum_to(np.asarray(gb), bv.shape).reshape(b.shape)
+        # torch: grad.bmm(mat2.transpose(1, 2)) and self.transpose(1, 2).bmm(grad)
+        ga = np.asarray(mm(g, np.swapaxes(b.value, 1, 2))) if a.requires_grad else None
+        gb = np.asarray(mm(np.swapaxes(a.value, 1, 2), g)) if b.requires_grad else None
         return ga, gb
 
     return record(out, (a, b), "BmmBackward0", backward)
@@ -499,8 +518,51 @@ def amax(a: Tensor, dim=None, keepdim: bool = False, *, largest: bool = True):
 
 def reshape(a: Tensor, *shape) -> Tensor:
     shape = _t._shape_arg(shape) if shape and not isinstance(shape[0], int) else shape
-    out = a.value.reshape(tuple(int(s) for s in shape))
+    out = _torch_reshape(a.value, tuple(int(s) for s in shape))
     return record(out, (a,), "ViewBackward0", lambda g: (g.reshape(a.shape),))
+
+
+def _torch_reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``x.reshape(shape)`` with the strides torch gives the result.
+
+    NumPy and torch agree on when a reshape can be a view, but not on the strides of its
+    size-1 dimensions, and a matrix kernel reads those strides to choose its memory order.
+    """
+    if x.size == 0 or x.ndim == 0:
+        return x.reshape(shape)
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        shape = tuple(x.size // known if s == -1 else s for s in shape)
+    strides = _view_strides(x.shape, x.strides, shape)
+    if strides is None:  # no view can express it: torch copies into a contiguous tensor
+        return np.ascontiguousarray(x).reshape(shape)
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=x.flags.writeable)
+
+
+def _view_strides(old_shape, old_strides, new_shape) -> tuple[int, ...] | None:
+    """The strides of ``new_shape`` as a view of memory laid out as ``old_shape`` with
+    ``old_strides`` (at least 1-d), or None where no view fits: torch's ``computeStride``.
+
+    Runs of dimensions that are contiguous with each other (size-1 dimensions never break
+    a run) can be re-cut at will; each new dimension takes the stride of its place in a run.
+    """
+    new = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    base = old_strides[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[d]
+        if d == 0 or (old_shape[d - 1] != 1 and old_strides[d - 1] != tensor_numel * base):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new[view_d] = view_numel * base
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base = old_strides[d - 1]
+                tensor_numel = view_numel = 1
+    return None if view_d != -1 else tuple(new)
 
 
 def permute(a: Tensor, *dims) -> Tensor:
@@ -533,7 +595,13 @@ def squeeze(a: Tensor, dim=None) -> Tensor:
 
 
 def unsqueeze(a: Tensor, dim: int) -> Tensor:
-    out = np.expand_dims(a.value, dim % (a.ndim + 1))
+    x, dim = a.value, dim % (a.ndim + 1)
+    # the new dimension's stride as torch sets it (kernels read strides, even of size 1)
+    stride = x.itemsize if dim == x.ndim else x.shape[dim] * x.strides[dim]
+    out = np.lib.stride_tricks.as_strided(
+        x, x.shape[:dim] + (1,) + x.shape[dim:], x.strides[:dim] + (stride,) + x.strides[dim:],
+        writeable=x.flags.writeable,
+    )
     return record(out, (a,), "UnsqueezeBackward0", lambda g: (g.reshape(a.shape),))
 
 
@@ -549,7 +617,13 @@ def expand(a: Tensor, *shape) -> Tensor:
     shape = _t._shape_arg(shape) if shape and not isinstance(shape[0], int) else shape
     lead = len(shape) - a.ndim
     target = tuple(a.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
-    out = np.broadcast_to(a.value, target)
+    x = np.broadcast_to(a.value, target)  # checks the shapes; its size-1 strides become 0
+    # torch keeps the stride of every dimension that keeps its size, even a size of 1
+    strides = tuple(
+        a.value.strides[i - lead] if i >= lead and a.shape[i - lead] == n else x.strides[i]
+        for i, n in enumerate(target)
+    )
+    out = np.lib.stride_tricks.as_strided(x, target, strides, writeable=False)
     return record(out, (a,), "ExpandBackward0", lambda g: (sum_to(g, a.shape),))
 
 
