@@ -898,6 +898,46 @@ def test_vendor_kernel_ops_are_bit_equal_with_torch_kernels(case, data, all_torc
 FIXED_EXAMPLES = settings.default.max_examples
 
 
+def _view_example(rng: np.random.Generator):
+    """A float array stored in one dimension order, viewed in another and maybe sliced (so
+    neither contiguous nor a permuted block), sometimes larger than torch's 32768-element
+    grain so that its threads split the work; and a set of axes to reduce."""
+    big = rng.random() < 0.2
+    ndim = int(rng.integers(2, 4))
+    shape = [int(v) for v in rng.integers(1, 70 if big else 24, ndim)]
+    if big:
+        shape[0] = max(shape[0], 2 * 32768 // int(np.prod(shape[1:])) + 2)
+    dtype = DTYPES[rng.integers(2)]
+    x = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(dtype)
+    perm = rng.permutation(ndim).tolist()
+    sliced = bool(rng.integers(2))
+    axes = [None, *range(ndim), tuple(sorted(rng.choice(ndim, 2, replace=False).tolist()))]
+    return x, perm, sliced, axes[rng.integers(len(axes))], bool(rng.integers(2))
+
+
+@pytest.mark.parametrize("block", range(10))
+def test_sums_and_sigmoid_of_views_walk_memory_as_torch_does(block):
+    # torch's iterator walks a view in memory order, merging what memory allows: its sums
+    # add in that order (threads splitting the rows where the view is large) and sigmoid's
+    # vector blocks and scalar tails follow memory; sigmoid's result is laid out the same way
+    for i in range(block, 2 * FIXED_EXAMPLES, 10):
+        x, perm, sliced, axes, keep = _view_example(example_rng("views", i))
+        ours, theirs = tinymf.tensor(x).permute(*perm), torch.tensor(x).permute(*perm)
+        if sliced:
+            ours, theirs = ours[::2, 1:], theirs[::2, 1:]
+        what = f"example {i}: {x.shape} as {perm}{' sliced' if sliced else ''}, axes {axes}"
+        for name in ("sum", "mean"):
+            if axes is None:
+                mine, ref = getattr(ours, name)(), getattr(theirs, name)()
+            else:
+                mine, ref = getattr(ours, name)(axes, keep), getattr(theirs, name)(axes, keep)
+            assert_bit_equal(mine.value, ref.numpy(), f"{what}: {name}")
+        mine, ref = tinymf.sigmoid(ours), torch.sigmoid(theirs)
+        assert_bit_equal(mine.value, ref.numpy(), f"{what}: sigmoid")
+        strides = tuple(st // x.itemsize for st in mine.value.strides)
+        assert strides == ref.stride(), f"{what}: sigmoid laid out as {strides}, not {ref.stride()}"
+
+
 def _matmul_layout_example(rng: np.random.Generator):
     """Operands of 1 to 4 dimensions with broadcasting batches (sizes 0 to 3), matrices large
     enough for MKL's blocked code, each stored in a random dimension order and viewed back,

@@ -341,6 +341,61 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
     return x if x.flags.c_contiguous else x.copy(order="C")
 
 
+def _walk(x: np.ndarray) -> tuple[tuple[int, ...], int, bool]:
+    """How torch's iterator walks a strided ``x``: its axes outermost first (by decreasing
+    stride; size-1 axes, which it drops, ahead of them), the length of the innermost run
+    once neighbours that memory allows are merged, and whether that run is contiguous. A
+    transposed or permuted contiguous block is one contiguous run of ``x.size``, in memory
+    order.
+    """
+    moving = sorted((d for d in range(x.ndim) if x.shape[d] > 1), key=lambda d: x.strides[d])
+    inner = 1
+    for d in moving:
+        inner *= x.shape[d]
+        later = moving.index(d) + 1
+        if later == len(moving) or x.strides[moving[later]] != x.strides[d] * x.shape[d]:
+            break
+    perm = tuple(d for d in range(x.ndim) if x.shape[d] == 1) + tuple(reversed(moving))
+    return perm, inner, bool(moving) and x.strides[moving[0]] == x.itemsize
+
+
+def _iterator_perm(x: np.ndarray) -> tuple[int, ...]:
+    """The axis order, innermost first, that torch's iterator gives a lone input ``x`` (an
+    insertion sort by stride, equal strides putting the smaller axis inside); a new output
+    is laid out densely in that order, which fixes even the strides of its size-1 axes."""
+    perm = list(range(x.ndim - 1, -1, -1))
+    for i in range(1, x.ndim):
+        j = i
+        for k in range(i - 1, -1, -1):
+            a, b = perm[k], perm[j]
+            if x.strides[a] > x.strides[b] or (
+                x.strides[a] == x.strides[b] and x.shape[a] > x.shape[b]
+            ):
+                perm[k], perm[j] = b, a
+                j = k
+            elif x.strides[a] < x.strides[b]:
+                break
+    return tuple(perm)
+
+
+def _like_torch_output(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (shaped as ``x``) in a new array laid out as torch lays out the result of
+    an elementwise operation on ``x``."""
+    outer_first = _iterator_perm(x)[::-1]
+    buf = np.empty([x.shape[d] for d in outer_first], values.dtype)
+    out = np.transpose(buf, np.argsort(outer_first))
+    out[...] = values
+    return out
+
+
+def _strided(x: np.ndarray) -> bool:
+    """A view torch walks in another order than its logical one: not row-major, and no
+    broadcast (zero) strides, which walks of their own would follow."""
+    return not x.flags.c_contiguous and all(
+        st > 0 or n == 1 for st, n in zip(x.strides, x.shape, strict=True)
+    )
+
+
 def _lanes(dtype: np.dtype) -> int:
     """Lanes of a 256-bit vector, the width torch's kernels are written for (also at DEFAULT)."""
     return 8 if dtype == np.float32 else 4
@@ -445,13 +500,12 @@ def _column_sums(y: np.ndarray, d0: int, d1: int | None) -> np.ndarray:
     """
     lanes = _lanes(y.dtype)
     cols = np.moveaxis(y, d0, 0)
-    last = y.ndim - 1
     if y.strides[d0] == y.itemsize and y.shape[d0] >= lanes:
         return _inner_vec_sum(cols, lanes)
     if d1 is None:
         return _row_sum(cols)
     s1 = y.shape[d1]
-    if d1 == last and s1 >= lanes:
+    if y.strides[d1] == y.itemsize and s1 >= lanes:
         # vectorized across d1: blocks of four vectors share a plain cascade, the rest row sums
         block = 4 * lanes * (s1 // (4 * lanes))
     elif y.strides[d0] < y.strides[d1]:
@@ -473,16 +527,16 @@ def _split_columns(y: np.ndarray, d0: int, d1: int | None, kept: list[int]) -> n
     """Column sums as torch computes them when its threads share out the kept columns.
 
     torch splits the outermost kept dimension that has at least one column per thread. Only a
-    split of the contiguous ``d1`` can change a kernel's choice, so only that one is imitated;
-    its cuts are rounded down to 128-byte boundaries.
+    split of ``d1`` changes how the kernels group columns, so only that one is imitated; where
+    ``d1`` is contiguous, its cuts are rounded down to 128-byte boundaries.
     """
     n = 1 if d1 is None else y.shape[d1]
     split = next((d for d in kept if y.shape[d] >= _num_threads), None)
     if split is None:
         split = max(kept, key=lambda d: y.shape[d])  # the largest; the first of equals
-    if split != d1 or d1 != y.ndim - 1 or y.size < _GRAIN_SIZE or _num_threads == 1:
+    if split != d1 or y.size < _GRAIN_SIZE or _num_threads == 1:
         return _column_sums(y, d0, d1)
-    multiple = 128 // y.itemsize
+    multiple = 128 // y.itemsize if y.strides[d1] == y.itemsize else 1
     used = min(_num_threads, n)
     size = -(-n // used)
     pieces = []
@@ -492,33 +546,42 @@ def _split_columns(y: np.ndarray, d0: int, d1: int | None, kept: list[int]) -> n
         if end != n:
             end -= end % multiple
         if begin < end:
-            pieces.append(_column_sums(y[..., begin:end], d0, d1))
-    return np.concatenate(pieces, axis=-1)
+            part = y[(slice(None),) * d1 + (slice(begin, end),)]
+            pieces.append(_column_sums(part, d0, d1))
+    return np.concatenate(pieces, axis=d1 - (d1 > d0))
 
 
 def _serial_sum(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """torch's sum of C-contiguous ``x`` over ``axes``, shaped as with ``keepdims``."""
+    """torch's sum of ``x`` (any strides but zero ones) over ``axes``, shaped as with
+    ``keepdims``."""
     out_shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
     if x.size == 0:
         return np.zeros(out_shape, x.dtype)
 
-    # torch's iterator drops size-1 dimensions and merges neighbours of the same kind
-    merged: list[list] = []
-    for i, n in enumerate(x.shape):
-        if n == 1:
-            continue
-        if merged and merged[-1][1] == (i in axes):
+    # torch's iterator drops size-1 dimensions and walks the reduced ones innermost, in order
+    # of their strides, then the kept ones in the order of the (row-major) output; it merges
+    # neighbours on that walk where memory allows. `y` views `x` with the walk's dimensions
+    # outermost first, so that position stands for the walk below, as in a contiguous tensor.
+    walk = [i for i in sorted(axes, key=lambda d: abs(x.strides[d])) if x.shape[i] > 1]
+    walk += [i for i in range(x.ndim - 1, -1, -1) if i not in axes and x.shape[i] > 1]
+    merged: list[list] = []  # [size, stride, reduced], innermost first
+    for i in walk:
+        n, stride, red = x.shape[i], x.strides[i], i in axes
+        if merged and merged[-1][2] == red and merged[-1][0] * merged[-1][1] == stride:
             merged[-1][0] *= n
         else:
-            merged.append([n, i in axes])
-    if not any(red for _, red in merged):
+            merged.append([n, stride, red])
+    merged.reverse()
+    if not any(red for _, _, red in merged):
         # nothing left to reduce: torch still adds every element to a zero-filled output
         return (x + x.dtype.type(0)).reshape(out_shape)
-    y = x.reshape([n for n, _ in merged])
+    y = np.lib.stride_tricks.as_strided(
+        x, [n for n, _, _ in merged], [st for _, st, _ in merged], writeable=False
+    )
 
     # torch iterates the reduced dimensions innermost first, then the kept ones
-    reduced = [i for i in range(y.ndim - 1, -1, -1) if merged[i][1]]
-    kept = [i for i in range(y.ndim - 1, -1, -1) if not merged[i][1]]
+    reduced = [i for i in range(y.ndim - 1, -1, -1) if merged[i][2]]
+    kept = [i for i in range(y.ndim - 1, -1, -1) if not merged[i][2]]
     order = reduced + kept
     d1 = order[1] if len(order) > 1 else None
     cols = _split_columns(y, order[0], d1, kept[::-1]) if kept else _column_sums(y, order[0], d1)
@@ -545,22 +608,61 @@ def _full_sum(flat: np.ndarray) -> np.ndarray:
     return _flat_sum(slots) + flat.dtype.type(0)
 
 
+def _full_sum_rows(flat: np.ndarray, row: int, unit: bool) -> np.ndarray:
+    """torch's threaded sum of a view walked as rows of ``row`` elements (``flat`` holds
+    them in walk order): each thread adds its rows, cut where its range begins or ends, one
+    by one into its slot, each summed by the row kernel (contiguous or strided, ``unit``)."""
+
+    def piece(seg: np.ndarray) -> np.ndarray:  # one row, or the part of one a thread holds
+        return _flat_sum(seg) if unit else _row_sum(seg)
+
+    def rows(block: np.ndarray) -> np.ndarray:  # whole rows at once, one sum each
+        if unit and row >= _lanes(block.dtype):
+            return _inner_vec_sum(block.T, _lanes(block.dtype))
+        return _row_sum(block.T)
+
+    slots = np.zeros(_num_threads, flat.dtype)
+    for t, (b, e) in enumerate(_chunks(flat.size)):
+        parts = [np.zeros(1, flat.dtype)]
+        first = min(e, (b // row + 1) * row) if b % row else b
+        if first > b:
+            parts.append(np.atleast_1d(piece(flat[b:first])))
+        whole = first + (e - first) // row * row
+        if whole > first:
+            parts.append(rows(flat[first:whole].reshape(-1, row)))
+        if whole < e:
+            parts.append(np.atleast_1d(piece(flat[whole:e])))
+        slots[t] = _fold(np.concatenate(parts))
+    return _flat_sum(slots) + flat.dtype.type(0)
+
+
 def reduce_sum(
     x: np.ndarray, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
 ) -> np.ndarray:
     """``x`` summed over ``axis`` (``None`` or ``()``: every axis) with ``torch.sum``'s bits.
 
-    Takes the kernel, summation tree and thread split torch uses on a contiguous tensor. The
-    result keeps ``x``'s dtype and is always an array (0-d for a full reduction).
+    Takes the kernel, summation tree and thread split torch uses on a tensor laid out as ``x``
+    (transposed and sliced views are walked as torch walks them). The result keeps ``x``'s
+    dtype, is row-major and always an array (0-d for a full reduction).
     """
     x = np.asarray(x)
     _check_float(x)
     axes = _normalize_axes(axis, x.ndim)
-    x = _contiguous(x)
+    if any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape, strict=True)):
+        x = _contiguous(x)  # a broadcast view: summed as the tensor it stands for
     kept_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
     with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN arise quietly, as in torch
-        if x.size and all(n == 1 for n in kept_shape):
-            out = _full_sum(x.reshape(-1))  # one output: torch's two-pass reduction
+        full = x.size and all(n == 1 for n in kept_shape)
+        if full and _strided(x):
+            perm, inner, unit = _walk(x)
+            if unit and inner == x.size:  # one run: the contiguous case, in memory order
+                out = _full_sum(np.transpose(x, perm).reshape(-1))
+            elif x.size < _GRAIN_SIZE or _num_threads == 1:
+                out = _serial_sum(x, axes)  # rows of a sliced view, one after another
+            else:  # threads take runs of whole and cut rows
+                out = _full_sum_rows(np.transpose(x, perm).reshape(-1), inner, unit)
+        elif full:
+            out = _full_sum(_contiguous(x).reshape(-1))  # one output: torch's two passes
         else:
             out = _serial_sum(x, axes)
     if keepdims:
@@ -779,31 +881,60 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     AVX2: Sleef's exp on blocks of 16 float32 (8 float64) elements, glibc's on the rest of
     each thread's chunk. DEFAULT: glibc's everywhere. Saturates to 0 and 1 without warnings.
     """
-    x = _contiguous(np.asarray(x))
+    x = np.asarray(x)
     _check_float(x)
-    flat = x.reshape(-1)
-    one = x.dtype.type(1)
-    single = x.dtype == np.float32
+    if _strided(x):
+        # torch walks the view in memory order and lays its result out the same way
+        perm, inner, unit = _walk(x)
+        walked = np.transpose(x, perm)
+        if unit and inner == x.size:
+            out = _sigmoid_flat(walked.reshape(-1), None)
+        else:
+            # vector blocks restart every row (and every thread's range), and only a
+            # contiguous row has any
+            out = _sigmoid_flat(walked.copy().reshape(-1), inner if unit else 0)
+        return _like_torch_output(x, np.transpose(out.reshape(walked.shape), np.argsort(perm)))
+    x = _contiguous(x)
+    return _sigmoid_flat(x.reshape(-1), None).reshape(x.shape)
+
+
+def _sigmoid_flat(flat: np.ndarray, row: int | None) -> np.ndarray:
+    """sigmoid of a contiguous 1-d array, walked as one run (``row`` None) or as rows of
+    ``row`` elements, each with its own vector blocks and scalar tail, as is each thread's
+    range (``row`` 0: rows read with a stride, all scalar)."""
+    one = flat.dtype.type(1)
+    single = flat.dtype == np.float32
     with np.errstate(all="ignore"):
-        neg = x.dtype.type(0) - flat
+        neg = flat.dtype.type(0) - flat
         if _profile == "avx2":
             # each element goes through exactly one of the two exps
             vector_exp, scalar_exp = _sleef_expf, _glibc_expf
             if not single:
                 vector_exp, scalar_exp = _sleef_exp, _glibc_exp
-            tail = _scalar_tails(flat.size, 2 * _lanes(x.dtype))
-            if isinstance(tail, slice):
-                vector = slice(0, tail.start)  # one chunk: whole blocks, then its tail
+            block = 2 * _lanes(flat.dtype)
+            if row == 0:
+                tail, vector = slice(None), slice(0, 0)
+            elif row is not None:
+                n = flat.size
+                starts = np.union1d(np.arange(0, n, row), [b for b, _ in _chunks(n)])
+                lengths = np.diff(np.append(starts, n))
+                at = np.arange(n)
+                seg = np.searchsorted(starts, at, side="right") - 1
+                tail = at - starts[seg] >= lengths[seg] - lengths[seg] % block
+                vector = ~tail
             else:
-                vector = np.ones(flat.size, dtype=bool)
-                vector[tail] = False
+                tail = _scalar_tails(flat.size, block)
+                if isinstance(tail, slice):
+                    vector = slice(0, tail.start)  # one chunk: whole blocks, then its tail
+                else:
+                    vector = np.ones(flat.size, dtype=bool)
+                    vector[tail] = False
             e = np.empty_like(neg)
             e[vector] = vector_exp(neg[vector])
             e[tail] = scalar_exp(neg[tail])
         else:
             e = _glibc_expf(neg) if single else _glibc_exp(neg)
-        out = one / (e + one)
-    return out.reshape(x.shape)
+        return one / (e + one)
 
 
 def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray:
