@@ -8,7 +8,6 @@ whole suite against torch's DEFAULT kernels with tinymf's "default" profile.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
@@ -49,23 +48,12 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def torch_kernels():
-    """Substitute torch's sqrt and matmul for tinymf's, to prove everything else bit-equal."""
-    torch = pytest.importorskip("torch")
+    """Substitute torch's sqrt and matrix products for tinymf's, to prove everything else
+    bit-equal."""
+    pytest.importorskip("torch")
+    from tinymf.trace import torch_kernel_functions
 
-    def tensor(x):
-        # the array's own strides matter to the kernel, so no copy; torch only reads it, so
-        # its warning about read-only arrays (tinymf's broadcast views) does not apply
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            return torch.from_numpy(np.asarray(x))
-
-    def sqrt(x):
-        return torch.sqrt(tensor(x)).numpy()
-
-    def matmul(a, b):
-        return (tensor(a) @ tensor(b)).numpy()
-
-    with tinymf.arith.use_kernels(sqrt=sqrt, matmul=matmul) as k:
+    with tinymf.arith.use_kernels(**torch_kernel_functions()) as k:
         yield k
 
 

@@ -898,6 +898,26 @@ def test_vendor_kernel_ops_are_bit_equal_with_torch_kernels(case, data, all_torc
 FIXED_EXAMPLES = settings.default.max_examples
 
 
+@pytest.mark.parametrize("form", ["dense", "one-hot", "3-d"])
+def test_linear_adds_onto_its_bias_as_torchs_addmm_does(form, torch_kernels):
+    # torch's Linear on a matrix (or contiguous 3-d) input is one addmm, whose sum starts from
+    # the bias: a -0 bias under products that are all zero stays -0, where product + bias
+    # would give +0
+    # (one row: torch's product alone then comes out +0, from MKL's matrix-vector code)
+    weight = np.array([[-0.0, -1.5, -0.0], [-0.0, -0.0, -2.0]], np.float32)  # products all -0
+    bias = np.array([-0.0, -0.0], np.float32)
+    x = np.array([[1.0, 0.0, 0.0]], np.float32)
+    outs = []
+    for lib in (tinymf, torch):
+        if form == "one-hot":
+            inp = lib.nn.functional.one_hot(lib.tensor([0]), 3).float()
+        else:
+            inp = lib.tensor(x if form == "dense" else x.reshape(1, 1, 3))
+        out = lib.nn.functional.linear(inp, lib.tensor(weight), lib.tensor(bias))
+        outs.append(np.asarray(out.detach()))
+    assert_bit_equal(outs[0], outs[1], f"linear, {form} input")
+
+
 def _view_example(rng: np.random.Generator):
     """A float array stored in one dimension order, viewed in another and maybe sliced (so
     neither contiguous nor a permuted block), sometimes larger than torch's 32768-element

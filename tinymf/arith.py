@@ -219,10 +219,13 @@ class Kernels:
     # the weight gradient of Linear on a one-hot input, (g, indices, classes) -> (out, classes);
     # None adds the rows in input order, or hands the dense product to a substituted matmul
     onehot_weight_grad: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None
+    # Linear's bias plus product in one call, (bias, input, weight.T) -> out, as torch runs a
+    # matrix input (MKL's gemm adding onto the bias); None adds the bias to `matmul`'s product
+    addmm: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
 
 
 kernels = Kernels()
-_KERNEL_NAMES = ("sqrt", "matmul", "exp", "tanh", "log", "onehot_weight_grad")
+_KERNEL_NAMES = ("sqrt", "matmul", "exp", "tanh", "log", "onehot_weight_grad", "addmm")
 
 
 @contextlib.contextmanager
@@ -233,11 +236,12 @@ def use_kernels(
     tanh: Callable[[np.ndarray], np.ndarray] | None = None,
     log: Callable[[np.ndarray], np.ndarray] | None = None,
     onehot_weight_grad: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
+    addmm: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[Kernels]:
     """Substitute any of the vendor kernels for the duration of a block."""
     new = dict(
         sqrt=sqrt, matmul=matmul, exp=exp, tanh=tanh, log=log,
-        onehot_weight_grad=onehot_weight_grad,
+        onehot_weight_grad=onehot_weight_grad, addmm=addmm,
     )
     old = {name: getattr(kernels, name) for name in _KERNEL_NAMES}
     for name, fn in new.items():

@@ -389,16 +389,30 @@ def _pin_torch_level(profile: str) -> None:
 
 
 def torch_kernel_functions() -> dict[str, Callable[..., np.ndarray]]:
-    """torch's ``sqrt`` and ``matmul`` as NumPy-in, NumPy-out functions for ``use_kernels``."""
+    """torch's ``sqrt``, ``matmul`` and ``addmm`` as NumPy-in, NumPy-out functions for
+    ``use_kernels``. Arrays reach torch as they are, strides and all, since those decide
+    which kernel runs."""
+    import warnings
+
     import torch
 
+    def tensor(x):
+        # torch only reads these, so its warning about read-only arrays (tinymf's broadcast
+        # views) does not apply
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            return torch.from_numpy(np.asarray(x))
+
     def sqrt(x):
-        return torch.sqrt(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        return torch.sqrt(tensor(x)).numpy()
 
     def matmul(a, b):
-        return (torch.from_numpy(np.asarray(a)) @ torch.from_numpy(np.asarray(b))).numpy()
+        return (tensor(a) @ tensor(b)).numpy()
 
-    return {"sqrt": sqrt, "matmul": matmul}
+    def addmm(bias, a, b):
+        return torch.addmm(tensor(bias), tensor(a), tensor(b)).numpy()
+
+    return {"sqrt": sqrt, "matmul": matmul, "addmm": addmm}
 
 
 def _run_tinymf(data, steps, dim, lr, seed, form):
