@@ -5,7 +5,8 @@ kernels fuse ``a * b + c`` into one rounding (FMA), the DEFAULT kernels round tw
 reproduces one level at a time, named by the *arithmetic profile*:
 
 - ``"avx2"`` (the default): fused multiply-adds where torch's AVX2 kernels use them.
-- ``"default"``: every product and sum rounded on its own, as torch's scalar kernels do.
+- ``"default"``: every product and sum rounded on its own, as torch's scalar kernels do;
+  chosen at import when ``ATEN_CPU_CAPABILITY=default`` tells torch to use those kernels.
 
 A few kernels come from a vendor library in torch (MKL) and are not reproduced bit for bit:
 float ``sqrt``, the reduction order of a dense matrix product, and the VML ``exp``, ``tanh``
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 PROFILES = ("avx2", "default")
-_profile = "avx2"
+# torch reads ATEN_CPU_CAPABILITY at import to pick its kernels; tinymf starts at that level
+_profile = "default" if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "default" else "avx2"
 
 
 _F32_TIE_MASK = np.uint64((1 << 29) - 1)  # float64 mantissa bits below float32 precision
