@@ -898,11 +898,11 @@ def test_vendor_kernel_ops_are_bit_equal_with_torch_kernels(case, data, all_torc
 FIXED_EXAMPLES = settings.default.max_examples
 
 
-@pytest.mark.parametrize("form", ["dense", "one-hot", "3-d"])
+@pytest.mark.parametrize("form", ["dense", "one-hot", "1-d", "3-d", "3-d strided"])
 def test_linear_adds_onto_its_bias_as_torchs_addmm_does(form, torch_kernels):
-    # torch's Linear on a matrix (or contiguous 3-d) input is one addmm, whose sum starts from
+    # torch's Linear on a matrix (or any contiguous) input is one addmm, whose sum starts from
     # the bias: a -0 bias under products that are all zero stays -0, where product + bias
-    # would give +0
+    # (torch's way for other inputs) gives +0
     # (one row: torch's product alone then comes out +0, from MKL's matrix-vector code)
     weight = np.array([[-0.0, -1.5, -0.0], [-0.0, -0.0, -2.0]], np.float32)  # products all -0
     bias = np.array([-0.0, -0.0], np.float32)
@@ -911,8 +911,11 @@ def test_linear_adds_onto_its_bias_as_torchs_addmm_does(form, torch_kernels):
     for lib in (tinymf, torch):
         if form == "one-hot":
             inp = lib.nn.functional.one_hot(lib.tensor([0]), 3).float()
+        elif form == "3-d strided":  # every other row: not contiguous, so no addmm
+            inp = lib.tensor(np.repeat(x, 4, axis=0).reshape(1, 4, 3))[:, ::2]
         else:
-            inp = lib.tensor(x if form == "dense" else x.reshape(1, 1, 3))
+            shape = {"dense": (1, 3), "1-d": (3,), "3-d": (1, 1, 3)}[form]
+            inp = lib.tensor(x.reshape(shape))
         out = lib.nn.functional.linear(inp, lib.tensor(weight), lib.tensor(bias))
         outs.append(np.asarray(out.detach()))
     assert_bit_equal(outs[0], outs[1], f"linear, {form} input")

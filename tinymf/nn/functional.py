@@ -116,11 +116,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if weight.shape[-1] == 0:
             # an empty product: torch's addmm returns the bias itself, so a -0 stays -0
             out.value[...] = np.broadcast_to(bias.value, out.shape)
-        elif arith.kernels.addmm is not None and (
-            x.ndim == 2 or (x.ndim == 3 and x.flags.c_contiguous)
-        ):
-            # torch computes these as one addmm (a 3-d input flattened to rows), whose sum
-            # starts from the bias: only the sign of a zero can tell it from product + bias
+        elif arith.kernels.addmm is not None and (x.ndim == 2 or x.flags.c_contiguous):
+            # torch computes these as one addmm (other contiguous inputs flattened to rows),
+            # whose sum starts from the bias: only the sign of a zero tells it from
+            # product + bias
             rows = x.reshape(-1, x.shape[-1])
             value = arith.kernels.addmm(bias.value, rows, weight.value.T)
             out.value[...] = np.asarray(value).reshape(out.shape)
