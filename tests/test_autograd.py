@@ -272,3 +272,12 @@ def test_gradcheck_needs_an_input_that_requires_grad_and_warns_on_float32():
     with pytest.warns(UserWarning, match="not a double precision"):
         gradcheck(lambda v: v * 2, (x,), eps=1e-2, atol=1e-2)
     assert x.grad is None  # the check leaves the inputs' gradients alone
+
+
+@pytest.mark.parametrize(
+    "value", [np.float64(1.5), np.float32(1.5), np.int32(2), np.int16(-3), np.bool_(True), 1.5, 2]
+)
+def test_tensor_from_a_scalar_takes_torchs_dtype(value):
+    # a NumPy scalar keeps its own dtype; a Python number takes torch's default
+    ours, theirs = tinymf.tensor(value).dtype, torch.tensor(value).dtype
+    assert str(ours).split(".")[-1] == str(theirs).split(".")[-1], (value, ours, theirs)

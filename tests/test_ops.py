@@ -921,6 +921,29 @@ def test_linear_adds_onto_its_bias_as_torchs_addmm_does(form, torch_kernels):
     assert_bit_equal(outs[0], outs[1], f"linear, {form} input")
 
 
+@pytest.mark.parametrize(
+    ("shape", "view"),
+    [((40,), None), ((2, 2, 2, 8), None), ((1, 5, 40), (1, 0, 2)), ((3, 8, 4), (0, 2, 1))],
+    ids=["1-d", "4-d", "contiguous through a size-1 dimension", "transposed"],
+)
+def test_linear_takes_inputs_the_way_torch_does(shape, view, torch_kernels):
+    # torch's Linear runs any contiguous input with a bias as rows through one addmm and views
+    # the result back; other inputs go through matmul, then the bias is added
+    rng = example_rng("linear inputs", len(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((6, shape[-1] if view is None else shape[view[-1]])).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    results = []
+    for lib in (tinymf, torch):
+        leaves = [lib.tensor(v, requires_grad=True) for v in (x, w, b)]
+        inp = leaves[0] if view is None else leaves[0].permute(*view)
+        out = lib.nn.functional.linear(inp, leaves[1], leaves[2])
+        out.backward(lib.tensor(_upstream(np.zeros(tuple(out.shape), np.float32), 0)))
+        results.append([np.asarray(out.detach())] + [np.asarray(t.grad) for t in leaves])
+    for what, ours, theirs in zip(["out", "input", "weight", "bias"], *results, strict=True):
+        assert_bit_equal(ours, theirs, f"linear {shape}, {what}")
+
+
 def _view_example(rng: np.random.Generator):
     """A float array stored in one dimension order, viewed in another and maybe sliced (so
     neither contiguous nor a permuted block), sometimes larger than torch's 32768-element
@@ -959,6 +982,13 @@ def test_sums_and_sigmoid_of_views_walk_memory_as_torch_does(block):
         assert_bit_equal(mine.value, ref.numpy(), f"{what}: sigmoid")
         strides = tuple(st // x.itemsize for st in mine.value.strides)
         assert strides == ref.stride(), f"{what}: sigmoid laid out as {strides}, not {ref.stride()}"
+        # what comes out is laid out as torch's, so the next operation walks it the same way
+        mine, ref = ours.sum(0), theirs.sum(0)
+        if mine.ndim:
+            assert_bit_equal(mine.sum(-1).value, ref.sum(-1).numpy(), f"{what}: sum(0).sum(-1)")
+            assert_bit_equal(
+                tinymf.sigmoid(mine).value, torch.sigmoid(ref).numpy(), f"{what}: sigmoid(sum(0))"
+            )
 
 
 def _matmul_layout_example(rng: np.random.Generator):
@@ -986,9 +1016,12 @@ def _matmul_layout_example(rng: np.random.Generator):
 def test_matmul_in_every_memory_layout_is_bit_equal_with_torch_kernels(block, torch_kernels):
     # which BLAS routine runs, and on which strides, decides the order of a product's sums:
     # torch folds, expands, copies and transposes its operands by rules of its own (strides
-    # of size-1 dimensions included), and tinymf must hand the kernel the very same problem
+    # of size-1 dimensions included), and tinymf must hand the kernel the very same problem;
+    # the gradient arriving from above has a layout of its own too (a sum's is a broadcast
+    # view, a transpose's is transposed), and the kernel sees that as well
     for i in range(block, 10 * FIXED_EXAMPLES, 10):
         values, orders, grads = _matmul_layout_example(example_rng("matmul layout", i))
+        above = ("random", "sum", "sum(0)", "mean", "transposed")[i % 5]
         results = []
         for lib in (torch, tinymf):
             leaves = [
@@ -997,14 +1030,26 @@ def test_matmul_in_every_memory_layout_is_bit_equal_with_torch_kernels(block, to
             ]
             a, b = (x.permute(*np.argsort(o).tolist()) for x, o in zip(leaves, orders, strict=True))
             out = a @ b
-            if lib is torch:
-                upstream = _upstream(out.detach().numpy(), i)
-                out.backward(torch.from_numpy(upstream.copy()))
+            if above == "sum" or (above == "sum(0)" and out.ndim == 0):
+                out.sum().backward()
+            elif above == "sum(0)":
+                weights = _upstream(np.zeros(tuple(out.shape[1:]), values[0].dtype), i)
+                (out.sum(0) * lib.tensor(weights)).sum().backward()
+            elif above == "mean":
+                out.mean().backward()
+            elif above == "transposed" and out.ndim >= 2:
+                turned = out.transpose(-1, -2)
+                upstream = _upstream(np.zeros(turned.shape, values[0].dtype), i)
+                turned.backward(lib.tensor(upstream))
             else:
-                out.backward(tinymf.tensor(upstream))
+                upstream = _upstream(np.zeros(out.shape, values[0].dtype), i)
+                out.backward(lib.tensor(upstream))
             grads_seen = [np.asarray(x.grad.detach()) for x in leaves if x.grad is not None]
             results.append([np.asarray(out.detach())] + grads_seen)
-        what = f"example {i}: {[v.shape for v in values]} stored as {orders}, grads {grads}"
+        what = (
+            f"example {i}: {[v.shape for v in values]} stored as {orders}, grads {grads}, "
+            f"gradient from {above}"
+        )
         assert len(results[0]) == len(results[1]), what
         for ours, theirs in zip(results[1], results[0], strict=True):
             assert_bit_equal(ours, theirs, what)

@@ -135,7 +135,9 @@ class SideBySide:
 
     def _draw(self, shape, scale) -> np.ndarray:
         value = np.array(self.rng.standard_normal(shape) * scale)
-        value[self.rng.random(shape) < 0.1] = 0.0  # exact zeros: lerp and sqrt at 0
+        # exact zeros: lerp and sqrt at 0 (many negative ones where a zero's sign is tested)
+        signed = self.problem.get("negative_zeros", 0.0)
+        value[self.rng.random(shape) < (signed or 0.1)] = -0.0 if signed else 0.0
         return np.asarray(value, dtype=self.dtype)
 
     def step(self) -> None:
@@ -202,6 +204,21 @@ def test_adam_is_bit_equal_on_both_lerp_branches_and_every_option(
         "dtype": dtype, "shapes": [(37,), (), (3, 5)], "steps": 12, "seed": 7,
         "grad_scale": 1.0, "skip": 0.0,
         "groups": [{"lr": 0.1, "betas": (beta1, 0.999), **options}],
+    }  # fmt: skip
+    run_bit_equal("Adam", problem)
+
+
+@pytest.mark.parametrize(
+    ("beta1", "shapes"),
+    [(0.5000000001, [(7,), (17,)]), (0.0, [(32785,)]), (0.0, [(40001,), (5,)])],
+    ids=["1 - beta1 rounds to 0.5 in float32", "one long tensor", "long and short"],
+)
+def test_adam_lerp_takes_the_form_and_the_blocks_torch_does(beta1, shapes, torch_kernels):
+    # the lerp's formula is chosen by its weight as a float32, and its vector blocks restart
+    # in each thread's share of a long tensor: either can flip the sign of a zero moment
+    problem = {
+        "dtype": np.float32, "shapes": shapes, "steps": 3, "seed": 5, "grad_scale": 1.0,
+        "skip": 0.0, "groups": [{"lr": 0.1, "betas": (beta1, 0.999)}], "negative_zeros": 0.7,
     }  # fmt: skip
     run_bit_equal("Adam", problem)
 

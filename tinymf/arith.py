@@ -293,6 +293,12 @@ def set_num_threads(n: int) -> None:
     _num_threads = int(n)
 
 
+def thread_ranges(n: int) -> list[tuple[int, int]]:
+    """The ``[begin, end)`` ranges of a loop over ``n`` elements that torch's threads take
+    (one range below 32768 elements or with one thread)."""
+    return _chunks(n)
+
+
 def _chunks(n: int, grain: int = _GRAIN_SIZE) -> list[tuple[int, int]]:
     """The ``[begin, end)`` ranges torch's ``parallel_for`` gives its threads."""
     if n == 0:
@@ -671,9 +677,10 @@ def reduce_sum(
             out = _full_sum(_contiguous(x).reshape(-1))  # one output: torch's two passes
         else:
             out = _serial_sum(x, axes)
+    out = _contiguous(np.asarray(out))  # torch's result is a new row-major tensor
     if keepdims:
-        return np.asarray(out).reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
-    return np.asarray(out).reshape(kept_shape)
+        return out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+    return out.reshape(kept_shape)
 
 
 def mean(

@@ -457,9 +457,12 @@ def _axes(a: Tensor, dim) -> tuple[int, ...] | None:
 
 
 def _expand_back(g: np.ndarray, a: Tensor, axes, keepdim: bool) -> np.ndarray:
+    """A sum's gradient as torch makes it: unsqueezed where the sum dropped dimensions, then
+    expanded, a broadcast view that kernels read with its (zero) strides."""
     if a.ndim and axes is not None and not keepdim:
-        g = np.expand_dims(g, axes)
-    return np.broadcast_to(g, a.shape)
+        for d in sorted(axes):
+            g = _unsqueeze_array(g, d)
+    return _expand_array(g, a.shape)
 
 
 def sum(a: Tensor, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:  # noqa: A001
@@ -471,8 +474,7 @@ def sum(a: Tensor, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:  # 
         out = arith.reduce_sum(value, axis=axes if a.ndim else None, keepdims=keepdim)
 
     def backward(g):
-        # order="C" copies a broadcast view; ascontiguousarray would make a 0-d gradient 1-d
-        return (np.asarray(_expand_back(g, a, axes, keepdim), order="C"),)
+        return (_expand_back(g, a, axes, keepdim),)
 
     return record(np.asarray(out), (a,), "SumBackward1" if axes else "SumBackward0", backward)
 
@@ -519,7 +521,7 @@ def amax(a: Tensor, dim=None, keepdim: bool = False, *, largest: bool = True):
 def reshape(a: Tensor, *shape) -> Tensor:
     shape = _t._shape_arg(shape) if shape and not isinstance(shape[0], int) else shape
     out = _torch_reshape(a.value, tuple(int(s) for s in shape))
-    return record(out, (a,), "ViewBackward0", lambda g: (g.reshape(a.shape),))
+    return record(out, (a,), "ViewBackward0", lambda g: (_torch_reshape(g, a.shape),))
 
 
 def _torch_reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -591,18 +593,31 @@ def squeeze(a: Tensor, dim=None) -> Tensor:
     if dim is not None and a.ndim and a.shape[dim] != 1:
         return a
     out = np.squeeze(a.value, axis=dim)
-    return record(out, (a,), "SqueezeBackward0", lambda g: (g.reshape(a.shape),))
+    ones = [d for d in range(a.ndim) if a.shape[d] == 1 and (dim is None or d == dim % a.ndim)]
+
+    def backward(g):
+        # torch puts the dimensions back one unsqueeze at a time
+        for d in ones:
+            g = _unsqueeze_array(g, d)
+        return (g,)
+
+    return record(out, (a,), "SqueezeBackward0", backward)
 
 
 def unsqueeze(a: Tensor, dim: int) -> Tensor:
-    x, dim = a.value, dim % (a.ndim + 1)
-    # the new dimension's stride as torch sets it (kernels read strides, even of size 1)
+    dim = dim % (a.ndim + 1)
+    out = _unsqueeze_array(a.value, dim)
+    return record(out, (a,), "UnsqueezeBackward0", lambda g: (np.squeeze(g, axis=dim),))
+
+
+def _unsqueeze_array(x: np.ndarray, dim: int) -> np.ndarray:
+    """``x`` with a new size-1 axis at ``dim``, strided as torch strides it (kernels read
+    strides, even those of size-1 dimensions)."""
     stride = x.itemsize if dim == x.ndim else x.shape[dim] * x.strides[dim]
-    out = np.lib.stride_tricks.as_strided(
+    return np.lib.stride_tricks.as_strided(
         x, x.shape[:dim] + (1,) + x.shape[dim:], x.strides[:dim] + (stride,) + x.strides[dim:],
         writeable=x.flags.writeable,
     )
-    return record(out, (a,), "UnsqueezeBackward0", lambda g: (g.reshape(a.shape),))
 
 
 def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -617,14 +632,20 @@ def expand(a: Tensor, *shape) -> Tensor:
     shape = _t._shape_arg(shape) if shape and not isinstance(shape[0], int) else shape
     lead = len(shape) - a.ndim
     target = tuple(a.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
-    x = np.broadcast_to(a.value, target)  # checks the shapes; its size-1 strides become 0
+    out = _expand_array(a.value, target)
+    return record(out, (a,), "ExpandBackward0", lambda g: (sum_to(g, a.shape),))
+
+
+def _expand_array(x: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
+    """A read-only broadcast view of ``x`` as ``target``, strided as torch's ``expand``."""
+    view = np.broadcast_to(x, target)  # checks the shapes; its size-1 strides become 0
+    lead = len(target) - x.ndim
     # torch keeps the stride of every dimension that keeps its size, even a size of 1
     strides = tuple(
-        a.value.strides[i - lead] if i >= lead and a.shape[i - lead] == n else x.strides[i]
+        x.strides[i - lead] if i >= lead and x.shape[i - lead] == n else view.strides[i]
         for i, n in enumerate(target)
     )
-    out = np.lib.stride_tricks.as_strided(x, target, strides, writeable=False)
-    return record(out, (a,), "ExpandBackward0", lambda g: (sum_to(g, a.shape),))
+    return np.lib.stride_tricks.as_strided(view, target, strides, writeable=False)
 
 
 def _index_key(key):

@@ -350,8 +350,8 @@ def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
 def _infer_array(data, np_dtype) -> np.ndarray:
     if isinstance(data, Tensor):
         arr = data.value.copy()
-    elif isinstance(data, np.ndarray):
-        arr = data.copy()
+    elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.array(data, copy=True)  # a NumPy scalar keeps its dtype too, as in torch
     elif hasattr(data, "to_numpy") and not isinstance(data, (list, tuple)):
         arr = np.array(data.to_numpy(), copy=True)  # pandas Series / DataFrame
     else:

@@ -407,7 +407,12 @@ def torch_kernel_functions() -> dict[str, Callable[..., np.ndarray]]:
         return torch.sqrt(tensor(x)).numpy()
 
     def matmul(a, b):
-        return (tensor(a) @ tensor(b)).numpy()
+        a, b = tensor(a), tensor(b)
+        if a.dim() == 3 and b.dim() == 3 and a.shape[0] == b.shape[0]:
+            # tinymf hands over batched products already folded as torch folds them; matmul
+            # would fold them again, restriding size-1 dimensions, where torch calls bmm
+            return torch.bmm(a, b).numpy()
+        return (a @ b).numpy()
 
     def addmm(bias, a, b):
         return torch.addmm(tensor(bias), tensor(a), tensor(b)).numpy()

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .. import arith
-from ..functional import cast, matmul, record, relu, sigmoid, sum_to
+from ..functional import cast, matmul, record, relu, reshape, sigmoid, sum_to
 from ..tensor import Tensor
 
 __all__ = ["one_hot", "linear", "embedding", "mse_loss", "sigmoid", "relu"]
@@ -109,6 +109,12 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             raise RuntimeError(
                 f"mat1 and mat2 must have the same dtype, but got {input.dtype} and {weight.dtype}"
             )
+        x = input.value
+        if bias is not None and x.ndim not in (0, 2) and x.size and x.flags.c_contiguous:
+            # torch runs a contiguous input as rows through one addmm, then views the result
+            rows = reshape(input, -1, input.shape[-1])
+            out = linear(rows, weight, bias)
+            return reshape(out, *input.shape[:-1], weight.shape[0])
         out = matmul(input, weight.T)
     if bias is not None:
         out = out + bias
@@ -116,13 +122,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if weight.shape[-1] == 0:
             # an empty product: torch's addmm returns the bias itself, so a -0 stays -0
             out.value[...] = np.broadcast_to(bias.value, out.shape)
-        elif arith.kernels.addmm is not None and (x.ndim == 2 or x.flags.c_contiguous):
-            # torch computes these as one addmm (other contiguous inputs flattened to rows),
-            # whose sum starts from the bias: only the sign of a zero tells it from
-            # product + bias
-            rows = x.reshape(-1, x.shape[-1])
-            value = arith.kernels.addmm(bias.value, rows, weight.value.T)
-            out.value[...] = np.asarray(value).reshape(out.shape)
+        elif arith.kernels.addmm is not None and x.ndim == 2:
+            # torch's addmm starts its sums from the bias: only the sign of a zero tells it
+            # from product + bias
+            out.value[...] = arith.kernels.addmm(bias.value, x, weight.value.T)
     return out
 
 

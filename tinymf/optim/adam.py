@@ -83,9 +83,11 @@ class Adam(Optimizer):
         whose lerp takes the form that no vector block changes (``1 - beta1 < 0.5``). The
         ``sqrt`` kernel still sees each parameter on its own, as torch's does.
         """
-        if len(params) < 2 or self.step_observers or abs(1 - group["betas"][0]) >= 0.5:
+        if len(params) < 2 or self.step_observers:
             return False
         dtype = params[0].value.dtype
+        if abs(dtype.type(1 - group["betas"][0])) >= 0.5:  # the weight as the kernel sees it
+            return False
         steps = {self.state[p]["step"] if p in self.state else 0 for p in params}
         return len(steps) == 1 and all(
             p.value.dtype == dtype and p.grad.value.dtype == dtype
@@ -177,13 +179,14 @@ class Adam(Optimizer):
             m[...] = arith.mul_add(w, d, m)
         else:
             # torch's scalar loop computes g - d * (1 - w); its vector loop, over whole blocks
-            # of 64 bytes, g + (w - 1) * d: the same number, but a zero result can take the
-            # other sign (beta1 = 0 with a -0 gradient)
+            # of 64 bytes of each thread's range, g + (w - 1) * d: the same number, but a
+            # zero result can take the other sign (beta1 = 0 with a -0 gradient)
             m[...] = arith.mul_add(-d, f(1) - w, g)
-            body = m.size - m.size % (64 // m.itemsize)
-            m.reshape(-1)[:body] = arith.mul_add(
-                w - f(1), d.reshape(-1)[:body], g.reshape(-1)[:body]
-            )
+            block = 64 // m.itemsize
+            flat_m, flat_d, flat_g = m.reshape(-1), d.reshape(-1), g.reshape(-1)
+            for begin, end in arith.thread_ranges(m.size):
+                body = slice(begin, end - (end - begin) % block)
+                flat_m[body] = arith.mul_add(w - f(1), flat_d[body], flat_g[body])
         # v <- v * beta2 + (1 - beta2) * g * g: a mul kernel, then addcmul
         v[...] = arith.mul_add(f(1 - beta2) * g, g, v * f(beta2))
 
