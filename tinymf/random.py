@@ -19,14 +19,14 @@ The transformations, as torch 2.13's CPU kernels compute them:
   float32 under AVX2 uses the Cephes-style ``log256_ps``/``sincos256_ps`` of torch's
   ``avx_mathfun.h`` with the multiply-adds the compiler fused (read off torch's machine code);
   float32 at the DEFAULT level calls glibc's ``logf``/``sincosf``, emulated here step for step;
-  float64 calls glibc's ``log``/``sincos`` at both levels, which NumPy's float64 ``log``,
-  ``sin`` and ``cos`` match on x86-64 Linux without AVX-512.
+  float64 calls glibc's ``log``/``sincos`` at both levels, reached here through Python's
+  ``math`` (NumPy's own float64 ``log`` is a different, vectorized one on AVX-512 CPUs).
 
 Which level is reproduced follows :func:`tinymf.arith.get_profile`.
 
 Limits: the DEFAULT-level float32 normal follows glibc 2.28+ on a CPU with FMA (the variant
-glibc picks there); the float64 normal relies on NumPy calling the system libm, which it does
-on x86-64 without AVX-512; ``randperm`` from 214748364 elements on is not reproduced.
+glibc picks there); the float64 normal calls the system libm element by element, about
+0.2 s per million samples; ``randperm`` from 214748364 elements on is not reproduced.
 """
 
 from __future__ import annotations
@@ -444,13 +444,22 @@ def _box_muller16_f32(u: np.ndarray, mean: np.float32, std: np.float32) -> np.nd
     return out
 
 
+def _libm(f, x: np.ndarray) -> np.ndarray:
+    """A float64 function of the system libm, element by element, as torch's scalar loop calls it.
+
+    NumPy's float64 ``log`` (and others) dispatch to its own SIMD code on some CPUs, which
+    differs from glibc's in the last bit; Python's ``math`` always calls the libm torch links.
+    """
+    return np.fromiter(map(f, x.ravel().tolist()), np.float64, x.size).reshape(x.shape)
+
+
 def _box_muller16_f64(u: np.ndarray, mean: float, std: float) -> np.ndarray:
     """torch's float64 ``NormalFill16`` (glibc ``log``/``sincos``, fused at both levels)."""
-    radius = np.sqrt(-2.0 * np.log(1.0 - u[:, :8]))
+    radius = np.sqrt(-2.0 * _libm(math.log, 1.0 - u[:, :8]))
     theta = (2.0 * math.pi) * u[:, 8:]
     out = np.empty_like(u)
-    for half, trig in ((slice(0, 8), np.cos), (slice(8, 16), np.sin)):
-        v = radius * trig(theta)
+    for half, trig in ((slice(0, 8), math.cos), (slice(8, 16), math.sin)):
+        v = radius * _libm(trig, theta)
         # fma(v, 1, mean) is one rounding of v + mean, so the costly general FMA can be skipped
         out[:, half] = v + mean if std == 1.0 else arith.fma(v, std, mean)
     return out
