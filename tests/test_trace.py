@@ -259,3 +259,31 @@ def test_cli_trace_torch_kernels_without_torch_is_a_one_line_error(monkeypatch, 
     monkeypatch.setattr(tr, "torch_available", lambda: False)
     assert main(["trace", "--torch-kernels"]) == 2
     assert "--torch-kernels needs torch" in capsys.readouterr().err
+
+
+def test_level_note_speaks_only_when_torch_runs_another_kernel_level():
+    assert tr.level_note("AVX2", "avx2") is None
+    assert tr.level_note("DEFAULT", "default") is None
+    note = tr.level_note("AVX512", "avx2")
+    assert note is not None and "ATEN_CPU_CAPABILITY=avx2" in note
+
+
+def test_cli_compare_torch_pins_torch_to_tinymfs_level_and_is_bit_equal_with_mkl_replay(
+    mkl_replay,
+):
+    # a fresh process with no level set, as a user runs it: on an AVX-512 CPU torch would
+    # otherwise pick kernels whose bits tinymf does not reproduce
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    args = ["fit", "--compare-torch", "--kernels", "mkl-replay", "--quiet"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tinymf", *args], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    report = out.stdout[out.stdout.index("largest difference from torch") :]
+    assert "note:" not in out.stdout
+    for name, shape in SHAPES.items():
+        assert f"{name}  max |diff| 0  (0 of {np.prod(shape)} elements" in report, report

@@ -571,6 +571,9 @@ def write_predictions(path: str, data, model) -> None:
 
 def compare_with_torch(data, model, args) -> str:
     """Train the torch reference with the same settings; report the largest differences."""
+    from .trace import level_note, pin_torch_level
+
+    pin_torch_level()
     try:
         import reference
     except ImportError as exc:
@@ -586,7 +589,12 @@ def compare_with_torch(data, model, args) -> str:
     )
     ours = parameters_numpy(model)
     theirs = reference.parameters_numpy(ref_model)
+    import torch
+
     lines = ["largest difference from torch after training (tinymf - reference):"]
+    note = level_note(torch.backends.cpu.get_cpu_capability())
+    if note:
+        lines.insert(0, note)
     for name, value in ours.items():
         diff = np.abs(value.astype(np.float64) - theirs[name].astype(np.float64))
         differing = int(np.count_nonzero(value != theirs[name]))

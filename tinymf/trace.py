@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from . import arith
+
 __all__ = [
     "ARRAYS",
     "QUANTITIES",
@@ -319,7 +321,6 @@ def trace(
     If torch has not been imported yet and ``ATEN_CPU_CAPABILITY`` is unset, it is set to
     tinymf's arithmetic profile first, so torch runs the kernel level tinymf reproduces.
     """
-    from . import arith
     from .data import load_lecture
 
     if steps < 1:
@@ -329,7 +330,7 @@ def trace(
     if compare_torch is None:
         compare_torch = torch_available()
     if compare_torch or torch_kernels:
-        _pin_torch_level(arith.get_profile())
+        pin_torch_level()
     settings = {
         "steps": steps,
         "source": data.source,
@@ -383,9 +384,26 @@ def _kernel_name(f) -> str:
     return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
 
 
-def _pin_torch_level(profile: str) -> None:
+def pin_torch_level() -> None:
+    """Have torch pick the kernel level tinymf reproduces, if it is not imported yet.
+
+    torch reads ``ATEN_CPU_CAPABILITY`` once, at import, and otherwise takes the best level
+    the CPU offers (AVX-512 where there is one), whose bits tinymf does not reproduce. A value
+    the user set is kept.
+    """
     if "torch" not in sys.modules:
-        os.environ.setdefault("ATEN_CPU_CAPABILITY", profile)
+        os.environ.setdefault("ATEN_CPU_CAPABILITY", arith.get_profile())
+
+
+def level_note(torch_level: str, profile: str | None = None) -> str | None:
+    """A one-line warning when torch's kernel level is not the profile tinymf reproduces."""
+    profile = profile or arith.get_profile()
+    if torch_level.lower() == profile:
+        return None
+    return (
+        f"note: torch runs {torch_level} kernels but tinymf reproduces {profile}; set "
+        f"ATEN_CPU_CAPABILITY={profile} before torch is imported to compare like with like"
+    )
 
 
 def torch_kernel_functions() -> dict[str, Callable[..., np.ndarray]]:
@@ -576,13 +594,9 @@ def format_table(tr: Trace, differences_only: bool = False, max_elements: int | 
     ]
     if tr.compared:
         lines.append(f"torch {s.get('torch')}, {s.get('torch_level')} kernels")
-        level = str(s.get("torch_level", "")).lower()
-        if level != str(s.get("profile")).lower():
-            lines.append(
-                f"note: torch runs {s.get('torch_level')} kernels but tinymf reproduces "
-                f"{s.get('profile')}; set ATEN_CPU_CAPABILITY={s.get('profile')} before torch "
-                "is imported to compare like with like"
-            )
+        note = level_note(str(s.get("torch_level", "")), str(s.get("profile")))
+        if note:
+            lines.append(note)
         lines += [
             "rows: tinymf = what tinymf's Adam used",
             "      torch  = read from torch's parameters and optimizer state; columns marked ~",
