@@ -264,6 +264,7 @@ def measure(spec: dict) -> dict:
         if spec["threads"] is not None:
             torch.set_num_threads(spec["threads"])
         info["threads"] = torch.get_num_threads()
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if device == "cuda":
             info["cuda_device"] = torch.cuda.get_device_name(0)
 

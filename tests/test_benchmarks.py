@@ -96,7 +96,7 @@ def test_torch_worker_reports_the_same_fields_as_tinymf(tmp_path):
     mine, theirs = results["tinymf"], results["torch"]
     assert theirs["status"] == "ok", theirs.get("reason")
     assert theirs["threads"] == 1
-    assert set(mine) - {"tinymf_profile", "imitated_threads"} == set(theirs)
+    assert set(mine) - {"tinymf_profile", "imitated_threads"} == set(theirs) - {"cpu_capability"}
     assert set(mine["memory"]) == set(theirs["memory"])
     # same data, same seed: both start from the same weights, so the first loss is the same
     assert mine["losses_head"][0] == theirs["losses_head"][0]
@@ -107,6 +107,25 @@ def _machine(cuda: bool) -> dict:
     if cuda:
         torch_info["cuda_memory_bytes"] = 80 * 2**30
     return {"torch": torch_info, "memory_bytes": 24 * 2**30}
+
+
+def test_losses_are_compared_only_where_torch_ran_the_arithmetic_tinymf_reproduces():
+    def row(framework, threads, **extra):
+        timing = {"median_s": 1e-3}
+        return {
+            "framework": framework, "form": "embedding", "device": "cpu", "status": "ok",
+            "threads": threads, "step": timing, "epoch": timing, "step_cpu": timing,
+            "memory": {"peak_rss_growth_mib": 1.0}, "losses_head": [1.0, 0.5], **extra,
+        }  # fmt: skip
+
+    tiny = row("tinymf", 1, imitated_threads=2, tinymf_profile="avx2")
+    runs = [row("torch", 2, cpu_capability=c) for c in ("AVX2", "AVX512")]
+    runs.append(row("torch", 1, cpu_capability="AVX2"))
+    bench.compare({"results": [tiny, *runs], "batch_size": None, "n_ratings": 63})
+
+    same, other_level, other_threads = (r["vs_tinymf"]["losses"] for r in runs)
+    assert same["bit_equal"] and same["steps_compared"] == 2
+    assert other_level is None and other_threads is None
 
 
 def test_torch_runs_with_one_thread_and_its_default_and_cuda_only_when_available():
