@@ -7,6 +7,7 @@ whole suite against torch's DEFAULT kernels with tinymf's "default" profile.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -57,6 +58,27 @@ def torch_kernels():
         yield k
 
 
+@functools.cache
+def _mkl_replay_mismatch() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    kernels = tinymf.arith.mkl_replay()
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal(1 << 16)).astype(np.float32) * np.float32(1e-3)
+    if not np.array_equal(kernels["sqrt"](x), torch.sqrt(torch.from_numpy(x)).numpy()):
+        return "this CPU's MKL sqrt differs from tinymf's replay (measured on AMD EPYC)"
+    for k, m, c in [(63, 2, 9), (63, 1, 8), (500, 4, 40)]:
+        g = rng.standard_normal((k, m)).astype(np.float32)
+        idx = rng.integers(0, c, k)
+        dense = np.eye(c, dtype=np.float32)[idx]
+        want = (torch.from_numpy(g).t().mm(torch.from_numpy(dense))).numpy()
+        if not np.array_equal(kernels["onehot_weight_grad"](g, idx, c), want):
+            return "this CPU's MKL sgemm order differs from tinymf's replay"
+    return ""
+
+
 @pytest.fixture(scope="session")
 def mkl_replay():
     """tinymf's replay of torch's MKL sqrt and sgemm, once shown to match torch here.
@@ -64,18 +86,16 @@ def mkl_replay():
     The replay is exact on the AMD CPUs it was measured on; MKL takes other code paths on
     other CPUs, so the tests that rely on it first check it against this machine's torch.
     """
-    torch = pytest.importorskip("torch")
-    kernels = tinymf.arith.mkl_replay()
-    rng = np.random.default_rng(0)
-    x = np.abs(rng.standard_normal(1 << 16)).astype(np.float32) * np.float32(1e-3)
-    if not np.array_equal(kernels["sqrt"](x), torch.sqrt(torch.from_numpy(x)).numpy()):
-        pytest.skip("this CPU's MKL sqrt differs from tinymf's replay (measured on AMD EPYC)")
-    for k, m, c in [(63, 2, 9), (63, 1, 8), (500, 4, 40)]:
-        g = rng.standard_normal((k, m)).astype(np.float32)
-        idx = rng.integers(0, c, k)
-        dense = np.eye(c, dtype=np.float32)[idx]
-        want = (torch.from_numpy(g).t().mm(torch.from_numpy(dense))).numpy()
-        if not np.array_equal(kernels["onehot_weight_grad"](g, idx, c), want):
-            pytest.skip("this CPU's MKL sgemm order differs from tinymf's replay")
-    return kernels
+    pytest.importorskip("torch")
+    if reason := _mkl_replay_mismatch():
+        pytest.skip(reason)
+    return tinymf.arith.mkl_replay()
 
+
+@pytest.fixture(scope="session")
+def mkl_replay_mismatch() -> str:
+    """Why this machine's torch rounds sqrt or sums sgemm otherwise than the replay, or "".
+
+    Where it is "", this CPU's MKL is the one that printed the lecture's tables.
+    """
+    return _mkl_replay_mismatch()

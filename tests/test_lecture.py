@@ -299,8 +299,12 @@ def kernels(T, request):
 
     The 6-decimal tables show the drift that MKL's sqrt (not correctly rounded) and sgemm
     summation order leave after 100 Adam steps; tinymf reproduces them only with the replay.
+    They were printed on a CPU whose MKL the replay matches; on others, MKL takes other code
+    paths, torch itself prints other sixth decimals, and the tests below hold it to a bound.
     """
     if T.__name__ == "torch":
+        if reason := request.getfixturevalue("mkl_replay_mismatch"):
+            pytest.skip(f"{reason}: torch's own table is checked within a bound here")
         return None
     return request.getfixturevalue("mkl_replay")
 
@@ -569,7 +573,15 @@ def test_reference_shares_no_code_with_tinymf():
             assert not any(n.split(".")[0] == "tinymf" for n in names), source.name
 
 
-BOUND_NUMPY_KERNELS = 1e-6
+BOUND_OTHER_KERNELS = 1e-6
+
+
+def _printed_values(printed: str) -> np.ndarray:
+    return np.array([v for _, _, _, *v in getattr(expected, printed)], dtype=np.float64)
+
+
+def _values(df_features) -> np.ndarray:
+    return df_features.iloc[:, 2:].to_numpy(dtype=np.float64)
 
 
 @pytest.mark.parametrize("seed, printed", [(21345, "F_FEATURES"), (8, "G_FEATURES")])
@@ -577,12 +589,41 @@ def test_feature_tables_with_numpy_kernels_stay_within_the_measured_bound(seed, 
     """With NumPy's correctly rounded sqrt and row-order sums, 100 Adam steps drift a little.
 
     Measured: the largest distance of any of the 252 values from the lecture's printed one is
-    9.6e-7 (seed 21345) and 9.3e-7 (seed 8), of which the print's own rounding is up to 5e-7.
+    9.6e-7 (seed 21345) and 9.3e-7 (seed 8), of which the print's own rounding is up to 5e-7,
+    on AMD EPYC and on an Intel Xeon alike (the NumPy kernels do not depend on the CPU).
     """
     import tinymf
 
     needs_lecture_kernels(tinymf)
     _, df_features, _ = lecture_run(tinymf, seed)
-    got = df_features.iloc[:, 2:].to_numpy(dtype=np.float64)
-    want = np.array([values for _, _, _, *values in getattr(expected, printed)], dtype=np.float64)
-    assert np.abs(got - want).max() <= BOUND_NUMPY_KERNELS
+    assert np.abs(_values(df_features) - _printed_values(printed)).max() <= BOUND_OTHER_KERNELS
+
+
+@pytest.mark.parametrize("seed, printed", [(21345, "F_FEATURES"), (8, "G_FEATURES")])
+def test_torch_on_any_cpu_stays_within_the_same_bound_of_the_printed_tables(seed, printed):
+    """torch's MKL rounds sqrt and orders sgemm's sums by CPU, so its sixth decimals move too.
+
+    Measured on an Intel Xeon (AVX-512, torch pinned to AVX2): 8.3e-7 (seed 21345, 17 of 252
+    printed values differ) and 8.9e-7 (seed 8, 44 differ); 0 on the AMD EPYC that matches
+    the print.
+    """
+    torch = pytest.importorskip("torch")
+    needs_lecture_kernels(torch)
+    _, df_features, _ = lecture_run(torch, seed)
+    assert np.abs(_values(df_features) - _printed_values(printed)).max() <= BOUND_OTHER_KERNELS
+
+
+@pytest.mark.parametrize("seed", [expected.E_SEED, expected.G_SEED])
+def test_with_this_cpus_torch_kernels_tinymf_prints_torchs_tables_on_any_cpu(seed, torch_kernels):
+    """Whatever the CPU, tinymf with torch's sqrt and matrix products is torch, bit for bit."""
+    import torch
+
+    import tinymf
+
+    needs_lecture_kernels(torch)
+    needs_lecture_kernels(tinymf)
+    shown_torch, df_torch, _ = lecture_run(torch, seed)
+    shown, df_features, _ = section_e(tinymf, section_a(), seed)
+    assert shown == shown_torch
+    assert np.array_equal(_values(df_features), _values(df_torch))
+    assert features_as_printed(df_features) == features_as_printed(df_torch)
