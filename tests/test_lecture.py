@@ -615,13 +615,12 @@ def test_torch_on_any_cpu_stays_within_the_same_bound_of_the_printed_tables(seed
 
 @pytest.mark.parametrize("seed", [expected.E_SEED, expected.G_SEED])
 def test_with_this_cpus_torch_kernels_tinymf_prints_torchs_tables_on_any_cpu(seed, torch_kernels):
-    """Whatever the CPU, tinymf with torch's sqrt and matrix products is torch, bit for bit."""
+    """Whatever the CPU and kernel level, tinymf with torch's sqrt and matrix products is torch,
+    bit for bit."""
     import torch
 
     import tinymf
 
-    needs_lecture_kernels(torch)
-    needs_lecture_kernels(tinymf)
     shown_torch, df_torch, _ = lecture_run(torch, seed)
     shown, df_features, _ = section_e(tinymf, section_a(), seed)
     assert shown == shown_torch
