@@ -28,14 +28,16 @@ import tinymf
 # both are bit-equal). The Adam bounds are the worst drift measured over 20 runs of 1000 steps
 # (seeds 2024 to 2043) at both kernel levels, 1024 parameters each, a fresh N(0, 1) gradient
 # every step, default betas and eps: the worst |difference| of a parameter, and the worst
-# distance in ulps (met by parameters passing close to zero, where an ulp is tiny). The tests
-# rerun seed 2024, all 20 with TINYMF_HYPOTHESIS_PROFILE=long. docs/exactness.md says why.
+# distance in ulps (met by parameters passing close to zero, where an ulp is tiny), over the
+# CPUs measured (MKL's sqrt errs on other elements on each; float64's figures come from an
+# Intel Xeon). The tests rerun seed 2024, all 20 with TINYMF_HYPOTHESIS_PROFILE=long.
+# docs/exactness.md says why.
 EXACTNESS = {
     "SGD": BIT_EQUAL,
     "Adam, lr 1e-3, float32": Seam(Bound(ulp=4352, abs=2.384185791015625e-07)),
     "Adam, lr 0.1, float32": Seam(Bound(ulp=16384, abs=2.86102294921875e-06)),
-    "Adam, lr 1e-3, float64": Seam(Bound(ulp=128, abs=2.220446049250313e-16)),
-    "Adam, lr 0.1, float64": Seam(Bound(ulp=2048, abs=3.552713678800501e-15)),
+    "Adam, lr 1e-3, float64": Seam(Bound(ulp=256, abs=4.440892098500626e-16)),
+    "Adam, lr 0.1, float64": Seam(Bound(ulp=8192, abs=3.552713678800501e-15)),
 }
 DRIFT_SEEDS = range(2024, 2044) if settings.default.max_examples >= 1000 else range(2024, 2025)
 
