@@ -32,13 +32,14 @@ reference = pytest.importorskip("reference")
 CHECKPOINTS = (1, 10, 100)
 
 # Worst drift of any parameter from torch's, with NumPy's sqrt and matrix product, over the
-# fixed tables of the long profile (which begin with the ci profile's) at both kernel levels.
+# fixed tables of the long profile (which begin with the ci profile's) at both kernel levels
+# and the CPUs measured (one-hot, epoch 100: an Intel Xeon's, at the DEFAULT level).
 EXACTNESS = {
     "MatrixFactorization, initial weights": BIT_EQUAL,
     "MatrixFactorization, loss of epoch 1": BIT_EQUAL,
     "MatrixFactorization onehot, epoch 1": Seam(Bound(ulp=2048, abs=5.960464477539063e-08)),
     "MatrixFactorization onehot, epoch 10": Seam(Bound(ulp=4608, abs=5.066394805908203e-07)),
-    "MatrixFactorization onehot, epoch 100": Seam(Bound(ulp=124400, abs=2.47955322265625e-05)),
+    "MatrixFactorization onehot, epoch 100": Seam(Bound(ulp=124400, abs=3.647804260253906e-05)),
     "MatrixFactorization embedding, epoch 1": Seam(Bound(ulp=128, abs=1.1920928955078125e-07)),
     "MatrixFactorization embedding, epoch 10": Seam(Bound(ulp=2560, abs=7.748603820800781e-07)),
     "MatrixFactorization embedding, epoch 100": Seam(Bound(ulp=7008, abs=5.125999450683594e-06)),
