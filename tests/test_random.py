@@ -390,7 +390,8 @@ def _round_to_float32(exact: Fraction, fallback: float) -> np.float32:
     if exact == 0:
         return np.float32(fallback)  # IEEE's sign of an exact zero
     f = np.float32(float(exact))
-    candidates = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
+    with np.errstate(over="ignore"):  # the largest float32's upper neighbour is inf
+        candidates = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
     return min(
         (x for x in candidates if np.isfinite(x)),
         key=lambda x: (abs(Fraction(float(x)) - exact), int(np.array(x).view(np.uint32)) & 1),
