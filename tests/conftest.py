@@ -7,7 +7,6 @@ whole suite against torch's DEFAULT kernels with tinymf's "default" profile.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -58,8 +57,12 @@ def torch_kernels():
         yield k
 
 
-@functools.cache
-def _mkl_replay_mismatch() -> str:
+@pytest.fixture(scope="session")
+def mkl_replay_mismatch() -> str:
+    """Why this machine's torch rounds sqrt or sums sgemm otherwise than the replay, or "".
+
+    Where it is "", this CPU's MKL is the one that printed the lecture's tables.
+    """
     try:
         import torch
     except ImportError:
@@ -80,22 +83,12 @@ def _mkl_replay_mismatch() -> str:
 
 
 @pytest.fixture(scope="session")
-def mkl_replay():
+def mkl_replay(mkl_replay_mismatch):
     """tinymf's replay of torch's MKL sqrt and sgemm, once shown to match torch here.
 
     The replay is exact on the AMD CPUs it was measured on; MKL takes other code paths on
     other CPUs, so the tests that rely on it first check it against this machine's torch.
     """
-    pytest.importorskip("torch")
-    if reason := _mkl_replay_mismatch():
-        pytest.skip(reason)
+    if mkl_replay_mismatch:
+        pytest.skip(mkl_replay_mismatch)
     return tinymf.arith.mkl_replay()
-
-
-@pytest.fixture(scope="session")
-def mkl_replay_mismatch() -> str:
-    """Why this machine's torch rounds sqrt or sums sgemm otherwise than the replay, or "".
-
-    Where it is "", this CPU's MKL is the one that printed the lecture's tables.
-    """
-    return _mkl_replay_mismatch()
